@@ -1,0 +1,3 @@
+from faq_search.cli import main
+
+main()
