@@ -36,7 +36,24 @@ _EXPORTS = {
     "SettingsMismatchError": "faq_search.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BertEncoder",
+    "BundleError",
+    "Encoder",
+    "EncoderSettings",
+    "FaqEntry",
+    "FaqIndex",
+    "FaqSearchError",
+    "Fields",
+    "InputError",
+    "LayerSpec",
+    "Match",
+    "ModelError",
+    "Pooling",
+    "Precision",
+    "SettingsMismatchError",
+    "read_faq",
+]
 
 if TYPE_CHECKING:
     from faq_search.corpus import FaqEntry, read_faq

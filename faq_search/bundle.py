@@ -115,9 +115,9 @@ def write_bundle(
     Returns the manifest as written, with its ``files`` filled in.
     """
     target = Path(path)
-    if target.exists() and not (target / MANIFEST).is_file():
-        if not target.is_dir() or any(target.iterdir()):
-            raise InputError(f"{target} exists and is not a faq-search index; choose another --out")
+    occupied = target.exists() and (not target.is_dir() or any(target.iterdir()))
+    if occupied and not (target / MANIFEST).is_file():
+        raise InputError(f"{target} exists and is not a faq-search index; choose another --out")
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(target)
     temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
@@ -159,8 +159,7 @@ def read_bundle(path: str | Path) -> tuple[Manifest, dict[str, bytes]]:
             data = _read_at(dir_fd, name, target)
             if len(data) != int(expected["bytes"]) or sha256(data) != expected["sha256"]:
                 raise BundleError(
-                    f"{target / name} is corrupt (its size or checksum differs from the manifest); "
-                    "rebuild the index"
+                    f"{target / name} is corrupt (its size or checksum differs from the manifest); rebuild the index"
                 )
             contents[name] = data
         return manifest, contents

@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -63,16 +62,16 @@ def index(
     ),
     answer_column: Annotated[str, typer.Option(help="Column holding the answers.")] = "answer",
     question_column: Annotated[
-        Optional[list[str]],  # noqa: UP045 - typer needs Optional here
-        typer.Option(help="Column holding the question; repeat for paraphrase columns. Default: 'question' if present."),
+        list[str] | None,
+        typer.Option(help="Question column; repeat for paraphrase columns. Default: 'question' if present."),
     ] = None,
     id_column: Annotated[
-        Optional[str],  # noqa: UP045
+        str | None,
         typer.Option(help="Column holding entry ids. Default: 'id' if present, else ids derived from the text."),
     ] = None,
     file_format: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--format", help="File format when the suffix does not tell: csv, tsv, json, jsonl, parquet, excel."),
+        str | None,
+        typer.Option("--format", help="Format when the suffix does not tell: csv, tsv, json, jsonl, parquet, excel."),
     ] = None,
     fields: Annotated[Fields, typer.Option(help="Texts to embed per entry; the answer always is.")] = (
         Fields.QUESTION_ANSWER
@@ -93,7 +92,7 @@ def index(
     batch_size: Annotated[int, typer.Option(min=1, help="Most texts per encoder batch.")] = 64,
     max_seq_len: Annotated[int, typer.Option(min=8, help="Most word pieces per text; longer text is cut.")] = 256,
     threads: Annotated[
-        Optional[int],  # noqa: UP045
+        int | None,
         typer.Option(min=1, help="CPU threads for the encoder (default: torch's choice)."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -148,14 +147,14 @@ def ask(
     index_dir: IndexDir = DEFAULT_INDEX,
     k: Annotated[int, typer.Option("-k", "--top", min=1, help="How many answers to return.")] = 5,
     min_score: Annotated[
-        Optional[float],  # noqa: UP045
+        float | None,
         typer.Option(help="Leave out answers scoring below this cosine (default: the index's calibrated one)."),
     ] = None,
     model: Annotated[
-        Optional[str],  # noqa: UP045
+        str | None,
         typer.Option(help="Where the index's model now lives, if it moved (its weights must be identical)."),
     ] = None,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for the encoder.")] = None,  # noqa: UP045
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for the encoder.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Return the best-matching answers to QUESTION from an index, or say none is good enough."""
@@ -236,8 +235,12 @@ def _render_matches(matches: list[Match]) -> str:
                 "Q: " + match.entry.question, width, initial_indent="    ", subsequent_indent="       "
             )
         lines += textwrap.wrap(
-            "A: " + match.entry.answer, width, initial_indent="    ", subsequent_indent="       ",
-            max_lines=6, placeholder=" ...",
+            "A: " + match.entry.answer,
+            width,
+            initial_indent="    ",
+            subsequent_indent="       ",
+            max_lines=6,
+            placeholder=" ...",
         )
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
@@ -249,4 +252,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

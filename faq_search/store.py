@@ -33,9 +33,7 @@ class VectorStore:
 
     def __init__(self, index: faiss.Index, row_entry: np.ndarray, row_field: Sequence[str]) -> None:
         if index.ntotal != len(row_entry) or len(row_entry) != len(row_field):
-            raise BundleError(
-                f"vector count {index.ntotal} does not match {len(row_entry)} rows; rebuild the index"
-            )
+            raise BundleError(f"vector count {index.ntotal} does not match {len(row_entry)} rows; rebuild the index")
         self.index = index
         self.row_entry = np.asarray(row_entry, dtype=np.int64)
         self.row_field = list(row_field)

@@ -1,0 +1,72 @@
+"""Shared fixtures: a deterministic fake encoder for fast tests, the real model once per session."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faq_search.settings import EncoderIdentity, EncoderSettings
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "data"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+class FakeEncoder:
+    """Bag of hashed words: texts sharing words get similar vectors. Deterministic, no model."""
+
+    def __init__(self, dimension: int = 64, name: str = "fake") -> None:
+        self._dimension = dimension
+        self.name = name
+        self.settings = EncoderSettings(model=name)
+        self.calls: list[list[str]] = []
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    @property
+    def identity(self) -> EncoderIdentity:
+        return EncoderIdentity(
+            model_name=self.name,
+            weights_sha256=hashlib.sha256(self.name.encode()).hexdigest(),
+            layer=self.settings.layer,
+            pooling=self.settings.pooling.value,
+            include_special=self.settings.include_special,
+            max_seq_len=self.settings.max_seq_len,
+            dimension=self._dimension,
+        )
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        out = np.zeros((len(texts), self._dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()) or ["<empty>"]:
+                digest = hashlib.md5(word.encode()).digest()
+                out[row, digest[0] % self._dimension] += 1.0 if digest[1] % 2 else -1.0
+            norm = np.linalg.norm(out[row])
+            out[row] = out[row] / norm if norm else out[row]
+        return out
+
+
+@pytest.fixture
+def fake_encoder() -> FakeEncoder:
+    return FakeEncoder()
+
+
+@pytest.fixture(scope="session")
+def real_encoder():  # type: ignore[no-untyped-def]
+    """The bundled all-MiniLM-L6-v2 at default settings in fp32, loaded once."""
+    from faq_search.encoder import BertEncoder
+
+    return BertEncoder(EncoderSettings(precision="fp32"))
+
+
+@pytest.fixture(scope="session")
+def sample_faq() -> Path:
+    return DATA / "faq.csv"
