@@ -53,6 +53,7 @@ class Manifest:
     fields: tuple[str, ...]
     index_type: str = "flat"
     min_score: float | None = None
+    hybrid: Mapping[str, Any] | None = None  # HybridSettings fields; None = dense only
     source: str | None = None
     created: str = ""
     files: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -72,6 +73,7 @@ class Manifest:
             "fields": list(self.fields),
             "index_type": self.index_type,
             "min_score": self.min_score,
+            "hybrid": None if self.hybrid is None else dict(self.hybrid),
             "files": {k: dict(v) for k, v in self.files.items()},
         }
 
@@ -89,6 +91,7 @@ class Manifest:
             fields=tuple(data["fields"]),
             index_type=str(data.get("index_type", "flat")),
             min_score=None if data.get("min_score") is None else float(data["min_score"]),
+            hybrid=None if data.get("hybrid") is None else dict(data["hybrid"]),
             files={str(k): dict(v) for k, v in data["files"].items()},
         )
 
@@ -98,7 +101,7 @@ def sha256(data: bytes) -> str:
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
 def write_bundle(

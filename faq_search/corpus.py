@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from faq_search.errors import InputError
 
 if TYPE_CHECKING:
@@ -128,15 +130,22 @@ def read_table(path: Path, file_format: str | None = None) -> pd.DataFrame:
     fmt = file_format or detect_format(path)
     if fmt not in set(FORMATS.values()):
         raise InputError(f"unknown format {fmt!r}; use one of {', '.join(sorted(set(FORMATS.values())))}")
+    if path.stat().st_size == 0 or (fmt in ("csv", "tsv", "json", "jsonl") and not path.read_bytes().strip()):
+        raise InputError(f"{path}: the file is empty; an FAQ needs a header row and at least one answer")
     try:
         if fmt in ("csv", "tsv"):
-            return pd.read_csv(
-                path,
-                sep="\t" if fmt == "tsv" else ",",
-                dtype=str,
-                keep_default_na=False,
-                encoding="utf-8-sig",
-            )
+            options: dict[str, Any] = {
+                "sep": "\t" if fmt == "tsv" else ",",
+                "dtype": str,
+                "keep_default_na": False,
+                "encoding": "utf-8-sig",
+            }
+            frame = pd.read_csv(path, **options)
+            every = pd.read_csv(path, skip_blank_lines=False, **options)
+            frame = frame if len(every) == len(frame) else _renumber(frame, every)
+            if len(frame.columns) > 1:  # rows of bare separators (",,,", as spreadsheets export) are blank too
+                frame = frame[~(frame == "").all(axis=1)]
+            return frame
         if fmt == "json":
             return pd.read_json(path, orient="records", dtype=False, encoding="utf-8")
         if fmt == "jsonl":
@@ -155,6 +164,22 @@ def read_table(path: Path, file_format: str | None = None) -> pd.DataFrame:
         raise InputError(f"{path}: cannot be read as {fmt} ({first_line}); check the file's format") from None
 
 
+def _renumber(frame: pd.DataFrame, every: pd.DataFrame) -> pd.DataFrame:
+    """Index ``frame`` (blank lines skipped) by record position in ``every`` (blank lines kept).
+
+    Row numbers in messages then match what a spreadsheet shows for the file. (A
+    one-column file's empty cell next to a blank line may be numbered as that line.)
+    """
+    kept = [tuple(row) for row in frame.itertuples(index=False)]
+    positions: list[int] = []
+    for position, row in enumerate(every.itertuples(index=False)):
+        if len(positions) < len(kept) and tuple(row) == kept[len(positions)]:
+            positions.append(position)
+    if len(positions) != len(kept):
+        return frame
+    return frame.set_axis(positions, axis="index")
+
+
 def entries_from_frame(
     frame: pd.DataFrame,
     *,
@@ -169,6 +194,8 @@ def entries_from_frame(
     ``row_offset`` converts a 0-based row index into the number a user sees:
     2 for spreadsheet-like files (the header is row 1), 1 for JSON records.
     """
+    if len(frame) == 0 and len(frame.columns) == 0:
+        raise InputError(f"{source}: has no records; an FAQ needs at least one answer")
     columns = [str(c) for c in frame.columns]
     frame = frame.set_axis(columns, axis="columns")
     answer_col = _require_column(columns, answer_column, "answer", source)
@@ -179,15 +206,16 @@ def entries_from_frame(
 
     used = {answer_col, id_col, *question_cols}
     meta_cols = [c for c in columns if c not in used]
+    positions = [int(i) if isinstance(i, (int, np.integer)) else n for n, i in enumerate(frame.index)]
     answers = [_text(v) for v in frame[answer_col].tolist()]
-    empty = [i + row_offset for i, a in enumerate(answers) if not a]
+    empty = [positions[i] + row_offset for i, a in enumerate(answers) if not a]
     if empty:
         raise InputError(f"{source}: empty answer in {_rows(empty, row_offset)}; fill them in or remove those rows")
 
     questions = [_questions(frame, question_cols, i) for i in range(len(frame))]
     if id_col is not None:
         ids = [_text(v) for v in frame[id_col].tolist()]
-        missing = [i + row_offset for i, v in enumerate(ids) if not v]
+        missing = [positions[i] + row_offset for i, v in enumerate(ids) if not v]
         if missing:
             raise InputError(
                 f"{source}: empty id in {_rows(missing, row_offset)}; give every row an id "

@@ -9,10 +9,13 @@ safe to call from several threads at once.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,30 +23,45 @@ from typing import Any
 import numpy as np
 
 from faq_search.bundle import ENTRIES, ROWS, VECTORS, Manifest, now_iso, read_bundle, write_bundle
+from faq_search.chunking import split_windows
 from faq_search.corpus import FaqEntry, read_faq
 from faq_search.encoder import BertEncoder, Encoder
 from faq_search.errors import BundleError, InputError, SettingsMismatchError
+from faq_search.lexical import HybridSettings, LexicalIndex, entry_document, fuse
 from faq_search.settings import EncoderIdentity, EncoderSettings, Fields, choice
 from faq_search.store import VectorStore
 
 QUESTION = "question"
 ANSWER = "answer"
 
+_Ranked = tuple[int, float, float, float | None, int]  # entry, score, cosine, lexical, best row
+
 
 @dataclass(frozen=True)
 class Match:
-    """One ranked answer: the entry, its cosine score, its 1-based rank and the field that matched best."""
+    """One ranked answer.
+
+    ``score`` ranks the matches and is what ``min_score`` applies to: the cosine
+    of the best-matching field, plus the BM25 evidence when hybrid fusion is on
+    (see :mod:`faq_search.lexical`). ``cosine`` is the dense part alone and
+    ``lexical`` the raw BM25 score (None without fusion). ``field`` says which
+    text matched best: ``question`` or ``answer``.
+    """
 
     entry: FaqEntry
     score: float
     rank: int
     field: str
+    cosine: float
+    lexical: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape shared by ``ask --json`` and the HTTP API."""
         return {
             "rank": self.rank,
             "score": round(self.score, 6),
+            "cosine": round(self.cosine, 6),
+            "lexical": None if self.lexical is None else round(self.lexical, 6),
             "field": self.field,
             "id": self.entry.id,
             "question": self.entry.question,
@@ -84,6 +102,9 @@ class FaqIndex:
         self._model_path = model_path
         self._threads = threads
         self._lock = threading.Lock()
+        self.hybrid = HybridSettings.from_dict(manifest.hybrid)
+        self._lexical: LexicalIndex | None = None
+        self._dense_layout: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         if encoder is not None:
             self._check_encoder(encoder)
 
@@ -97,6 +118,7 @@ class FaqIndex:
         settings: EncoderSettings | None = None,
         encoder: Encoder | None = None,
         fields: Fields | str = Fields.QUESTION_ANSWER,
+        hybrid: HybridSettings | None = None,
         index_type: str = "flat",
         batch_size: int = 64,
         threads: int | None = None,
@@ -105,7 +127,8 @@ class FaqIndex:
         """Embed an FAQ (a file path, read with default columns, or entries) into a new index.
 
         Pass ``encoder`` to reuse a loaded model (or a test fake); otherwise a
-        :class:`BertEncoder` is loaded with ``settings``.
+        :class:`BertEncoder` is loaded with ``settings``. ``hybrid`` defaults to
+        BM25 fusion with weight 0.5; ``HybridSettings(weight=0)`` is dense only.
         """
         started = time.perf_counter()
         if isinstance(source, (str, Path)):
@@ -117,23 +140,11 @@ class FaqIndex:
         if not entries:
             raise InputError("the FAQ has no entries; add at least one answer")
         fields = choice(Fields, fields, "fields")
+        hybrid = HybridSettings() if hybrid is None else hybrid
         if encoder is None:
             encoder = BertEncoder(settings, batch_size=batch_size, threads=threads, progress=progress)
-        embedded = (QUESTION, ANSWER) if fields is Fields.QUESTION_ANSWER else (ANSWER,)
 
-        row_entry: list[int] = []
-        row_field: list[str] = []
-        texts: list[str] = []
-        for position, entry in enumerate(entries):
-            if QUESTION in embedded:
-                for question in entry.questions:
-                    row_entry.append(position)
-                    row_field.append(QUESTION)
-                    texts.append(question)
-            row_entry.append(position)
-            row_field.append(ANSWER)
-            texts.append(entry.answer)
-
+        texts, row_entry, row_field = embedding_rows(entries, fields, window_splitter(encoder))
         unique = list(dict.fromkeys(texts))  # identical texts (a question shared by answers) embed once
         vectors = encoder.encode(unique)
         where = {text: i for i, text in enumerate(unique)}
@@ -145,8 +156,9 @@ class FaqIndex:
             precision=str(getattr(getattr(encoder, "precision", None), "value", "n/a")),
             entry_count=len(entries),
             vector_count=len(store),
-            fields=tuple(sorted(set(row_field), key=[QUESTION, ANSWER].index)),
+            fields=tuple(f for f in (QUESTION, ANSWER) if f in set(row_field)),
             index_type=index_type,
+            hybrid=hybrid.to_dict() if hybrid.enabled else None,
             source=source_name,
             created=now_iso(),
         )
@@ -253,19 +265,95 @@ class FaqIndex:
             return []
         threshold = self.manifest.min_score if min_score is None else min_score
         vectors = self.encoder.encode([q.strip() for q in questions])
+        ranked: list[list[_Ranked]]
+        if self.hybrid.enabled:
+            ranked = self._hybrid_search(vectors, questions, k)
+        else:
+            ranked = [
+                [(hit.entry, hit.score, hit.score, None, hit.row) for hit in hits]
+                for hits in self.store.search(vectors, k)
+            ]
         results = []
-        for hits in self.store.search(vectors, k):
+        for hits in ranked:
             matches = [
                 Match(
-                    entry=self.entries[hit.entry],
-                    score=hit.score,
+                    entry=self.entries[entry],
+                    score=score,
                     rank=rank,
-                    field=self.store.row_field[hit.row],
+                    field=self.store.row_field[row],
+                    cosine=cosine,
+                    lexical=lexical,
                 )
-                for rank, hit in enumerate(hits, start=1)
+                for rank, (entry, score, cosine, lexical, row) in enumerate(hits, start=1)
             ]
             results.append([m for m in matches if threshold is None or m.score >= threshold])
         return results
+
+    def set_min_score(self, min_score: float | None) -> None:
+        """Store a confidence threshold in the index (persisted by :meth:`save`)."""
+        self.manifest = dataclasses.replace(self.manifest, min_score=min_score)
+
+    @property
+    def lexical(self) -> LexicalIndex:
+        """BM25 over each entry's embedded fields, built on first use."""
+        if self._lexical is None:
+            with self._lock:
+                if self._lexical is None:
+                    with_questions = QUESTION in self.manifest.fields
+                    documents = [entry_document(e.questions if with_questions else (), e.answer) for e in self.entries]
+                    self._lexical = LexicalIndex(documents, self.hybrid)
+        return self._lexical
+
+    def dense_entry_scores(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact cosine of every entry (max over its rows) and every row, for a flat index.
+
+        Returns ``(entry_scores [q, entries], row_scores [q, rows])``.
+        """
+        if self._dense_layout is None:
+            with self._lock:
+                if self._dense_layout is None:
+                    matrix = self.store.index.reconstruct_n(0, len(self.store))
+                    order = np.argsort(self.store.row_entry, kind="stable")
+                    starts = np.searchsorted(self.store.row_entry[order], np.arange(len(self.entries)))
+                    self._dense_layout = (np.ascontiguousarray(matrix[order]), order, starts)
+        matrix, order, starts = self._dense_layout
+        with _blas_threads(1 if len(vectors) < 16 else None):
+            by_entry = vectors @ matrix.T  # rows grouped by entry
+        row_scores = np.empty_like(by_entry)
+        row_scores[:, order] = by_entry
+        return np.maximum.reduceat(by_entry, starts, axis=1), row_scores
+
+    def _hybrid_search(self, vectors: np.ndarray, questions: Sequence[str], k: int) -> list[list[_Ranked]]:
+        """Fused ranking: exact over all entries for a flat index, over a dense candidate pool otherwise."""
+        lexical = self.lexical.scores(questions)
+        out: list[list[_Ranked]] = []
+        if self.manifest.index_type == "flat":
+            dense, row_scores = self.dense_entry_scores(vectors)
+            fused = fuse(dense, lexical, self.hybrid.weight)
+            _, order, starts = self._dense_layout  # type: ignore[misc]
+            ends = np.append(starts[1:], len(order))
+            for q in range(len(questions)):
+                top = _top_k(fused[q], k)
+                hits: list[_Ranked] = []
+                for entry in top.tolist():
+                    rows = order[starts[entry] : ends[entry]]
+                    row = int(rows[np.argmax(row_scores[q, rows])])
+                    hits.append((entry, float(fused[q, entry]), float(dense[q, entry]), float(lexical[q, entry]), row))
+                out.append(hits)
+            return out
+        pools = self.store.search(vectors, max(k, 100))
+        for q, pool in enumerate(pools):
+            entries = np.array([hit.entry for hit in pool], dtype=np.int64)
+            dense_pool = np.array([[hit.score for hit in pool]], dtype=np.float32)
+            fused = fuse(dense_pool, lexical[q : q + 1, entries], self.hybrid.weight)[0]
+            top = _top_k(fused, k)
+            out.append(
+                [
+                    (pool[i].entry, float(fused[i]), pool[i].score, float(lexical[q, pool[i].entry]), pool[i].row)
+                    for i in top
+                ]
+            )
+        return out
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -276,3 +364,60 @@ def _settings_of(encoder: Encoder, settings: EncoderSettings | None) -> EncoderS
     if isinstance(found, EncoderSettings):
         return found
     return settings or EncoderSettings()
+
+
+@functools.cache
+def _blas_controller() -> Any:
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _blas_threads(limit: int | None) -> contextlib.AbstractContextManager[Any]:
+    """Few-query products run on one BLAS thread: threading them costs more than it saves."""
+    if limit is None:
+        return contextlib.nullcontext()
+    return _blas_controller().limit(limits=limit, user_api="blas")
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest scores, best first (ties broken by index)."""
+    k = min(k, len(scores))
+    part = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    return part[np.lexsort((part, -scores[part]))]
+
+
+def window_splitter(encoder: Encoder) -> Callable[[str], list[str]] | None:
+    """A long-text splitter for encoders that expose a tokenizer and a window; None for others."""
+    tokenizer = getattr(encoder, "tokenizer", None)
+    settings = getattr(encoder, "settings", None)
+    if tokenizer is None or not isinstance(settings, EncoderSettings):
+        return None
+    lock = getattr(encoder, "_lock", None) or threading.Lock()
+
+    def split(text: str) -> list[str]:
+        with lock:
+            return split_windows(tokenizer, text, settings.max_seq_len)
+
+    return split
+
+
+def embedding_rows(
+    entries: Sequence[FaqEntry], fields: Fields, splitter: Callable[[str], list[str]] | None = None
+) -> tuple[list[str], list[int], list[str]]:
+    """The texts to embed and, per text, its entry position and field.
+
+    Each question (when fields include questions) and the answer is a row;
+    a text longer than the encoder's window becomes several rows (windows).
+    """
+    texts: list[str] = []
+    row_entry: list[int] = []
+    row_field: list[str] = []
+    for position, entry in enumerate(entries):
+        parts = [(QUESTION, q) for q in entry.questions] if fields is Fields.QUESTION_ANSWER else []
+        for name, text in [*parts, (ANSWER, entry.answer)]:
+            for window in splitter(text) if splitter else [text]:
+                texts.append(window)
+                row_entry.append(position)
+                row_field.append(name)
+    return texts, row_entry, row_field

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from faq_search.corpus import read_table
 from faq_search.errors import InputError
 
@@ -70,6 +72,22 @@ def read_queries(
     return queries
 
 
+def read_questions(path: str | Path, *, query_column: str = "query") -> list[str]:
+    """Plain questions (e.g. ones the FAQ cannot answer) from a table's query column, or its only column."""
+    path = Path(path)
+    frame = read_table(path)
+    columns = [str(c) for c in frame.columns]
+    column = query_column if query_column in columns else (columns[0] if len(columns) == 1 else None)
+    if column is None:
+        raise InputError(
+            f"{path.name}: no question column {query_column!r}; the columns are {', '.join(map(repr, columns))}"
+        )
+    questions = [str(v).strip() for v in frame[column].tolist() if str(v).strip()]
+    if not questions:
+        raise InputError(f"{path.name}: holds no questions")
+    return questions
+
+
 def score_ranking(ranked_ids: Sequence[str], relevant: frozenset[str]) -> dict[str, float]:
     """Per-query metrics for one ranked list of entry ids."""
     top = list(ranked_ids[:10])
@@ -85,16 +103,103 @@ def score_ranking(ranked_ids: Sequence[str], relevant: frozenset[str]) -> dict[s
     }
 
 
-def evaluate(index: FaqIndex, queries: Sequence[LabelledQuery], batch_size: int = 64) -> Metrics:
-    """Ask every query (in batches) and average the metrics."""
+@dataclass(frozen=True)
+class ThresholdRow:
+    """What a confidence threshold does: of the answered queries, how many are right, and how many are answered.
+
+    ``precision`` counts a labelled query as right when its top answer is
+    relevant, and every answered negative (a question the FAQ cannot answer)
+    as wrong. ``coverage`` is the share of labelled queries answered;
+    ``false_answer_rate`` the share of negatives answered.
+    """
+
+    threshold: float
+    precision: float
+    coverage: float
+    false_answer_rate: float | None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics plus the raw top-1 evidence a threshold analysis needs."""
+
+    metrics: Metrics
+    top_scores: tuple[float, ...]  # per labelled query
+    top_correct: tuple[bool, ...]  # per labelled query
+    negative_scores: tuple[float, ...]  # per negative question
+
+
+def run(
+    index: FaqIndex, queries: Sequence[LabelledQuery], negatives: Sequence[str] = (), batch_size: int = 64
+) -> Evaluation:
+    """Ask every labelled query and every negative question (no threshold) and collect the evidence."""
     if not queries:
         raise InputError("no labelled queries to evaluate")
     totals: dict[str, float] = {}
+    top_scores: list[float] = []
+    top_correct: list[bool] = []
     for start in range(0, len(queries), batch_size):
         chunk = queries[start : start + batch_size]
-        results = index.ask_batch([q.query for q in chunk], k=10, min_score=-1.0)
+        results = index.ask_batch([q.query for q in chunk], k=10, min_score=-math.inf)
         for query, matches in zip(chunk, results, strict=True):
             for name, value in score_ranking([m.entry.id for m in matches], query.relevant).items():
                 totals[name] = totals.get(name, 0.0) + value
+            top_scores.append(matches[0].score if matches else -math.inf)
+            top_correct.append(bool(matches) and matches[0].entry.id in query.relevant)
+    negative_scores: list[float] = []
+    for start in range(0, len(negatives), batch_size):
+        for matches in index.ask_batch(list(negatives[start : start + batch_size]), k=1, min_score=-math.inf):
+            negative_scores.append(matches[0].score if matches else -math.inf)
     n = len(queries)
-    return Metrics(queries=n, **{name: value / n for name, value in totals.items()})
+    metrics = Metrics(queries=n, **{name: value / n for name, value in totals.items()})
+    return Evaluation(metrics, tuple(top_scores), tuple(top_correct), tuple(negative_scores))
+
+
+def evaluate(index: FaqIndex, queries: Sequence[LabelledQuery], batch_size: int = 64) -> Metrics:
+    """Ask every query (in batches) and average the metrics."""
+    return run(index, queries, batch_size=batch_size).metrics
+
+
+def threshold_rows(evaluation: Evaluation, thresholds: Sequence[float] | None = None) -> list[ThresholdRow]:
+    """Precision, coverage and false-answer rate at each threshold (default: every observed top score)."""
+    scores = np.asarray(evaluation.top_scores, dtype=np.float64)
+    correct = np.asarray(evaluation.top_correct, dtype=bool)
+    negatives = np.asarray(evaluation.negative_scores, dtype=np.float64)
+    if thresholds is None:
+        thresholds = sorted(set(scores.tolist()) | set(negatives.tolist()))
+    rows = []
+    for t in thresholds:
+        answered = scores >= t
+        wrong_negatives = int((negatives >= t).sum())
+        answered_total = int(answered.sum()) + wrong_negatives
+        rows.append(
+            ThresholdRow(
+                threshold=float(t),
+                precision=float((answered & correct).sum() / answered_total) if answered_total else 1.0,
+                coverage=float(answered.mean()) if len(scores) else 0.0,
+                false_answer_rate=float(wrong_negatives / len(negatives)) if len(negatives) else None,
+            )
+        )
+    return rows
+
+
+def display_thresholds(evaluation: Evaluation, count: int = 11) -> list[float]:
+    """A readable grid of thresholds spanning the observed top scores."""
+    scores = np.asarray([s for s in evaluation.top_scores + evaluation.negative_scores if math.isfinite(s)])
+    if not len(scores):
+        return []
+    return [round(float(q), 3) for q in np.quantile(scores, np.linspace(0.0, 0.95, count))]
+
+
+def calibrate(evaluation: Evaluation, target_precision: float) -> ThresholdRow:
+    """The lowest threshold whose precision reaches ``target_precision`` (the most coverage at that precision)."""
+    if not 0.0 < target_precision <= 1.0:
+        raise InputError(f"target precision {target_precision} must be in (0, 1]")
+    for row in threshold_rows(evaluation):
+        if row.precision >= target_precision and row.coverage > 0:
+            return row
+    best = max(threshold_rows(evaluation), key=lambda r: r.precision)
+    raise InputError(
+        f"no threshold reaches precision {target_precision:.2f} (best {best.precision:.3f} at "
+        f"{best.threshold:.3f}); lower --target-precision or improve the index (see faq-search tune)"
+    )

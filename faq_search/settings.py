@@ -92,6 +92,8 @@ class LayerSpec:
                     f"use {-(num_layers + 1)}..{num_layers} (-1 is the last layer, 0 the embeddings)"
                 )
             out.append(index)
+        if len(set(out)) != len(out):
+            raise InputError(f"layer spec {self} names the same layer twice for a {num_layers}-layer model")
         return tuple(out)
 
 
@@ -120,7 +122,11 @@ class EncoderSettings:
         object.__setattr__(self, "layer", str(LayerSpec.parse(self.layer)))
         object.__setattr__(self, "pooling", choice(Pooling, self.pooling, "pooling"))
         object.__setattr__(self, "precision", choice(Precision, self.precision, "precision"))
-        if not 8 <= int(self.max_seq_len) <= 8192:
+        try:
+            object.__setattr__(self, "max_seq_len", int(self.max_seq_len))
+        except (TypeError, ValueError):
+            raise InputError(f"max_seq_len {self.max_seq_len!r} is not a whole number") from None
+        if not 8 <= self.max_seq_len <= 8192:
             raise InputError(f"max_seq_len {self.max_seq_len} is out of range; use 8..8192 (the model's window)")
 
     @property

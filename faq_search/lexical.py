@@ -1,0 +1,108 @@
+"""Lexical (BM25) scoring and its fusion with the dense cosine.
+
+Each FAQ entry is one BM25 document: its questions and its answer. BM25 comes
+from ``bm25s`` (sparse-matrix BM25, Lucene variant) with Snowball stemming and
+Lucene's English stop words; nothing of it is stored in a bundle, since it is
+rebuilt from the entries in milliseconds for FAQ-sized collections.
+
+Fusion follows the usual z-score recipe, ``z(cos) + w * z(bm25)`` over the
+entries of one query, but is reported in cosine units: the per-query monotone
+map ``z -> mu_cos + sigma_cos * z`` turns it into ``cos + w * sigma_cos *
+z(bm25)``. Rankings are identical; scores stay near the cosine scale, and a
+query with no lexical match anywhere keeps its plain cosine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from faq_search.errors import InputError
+
+
+@dataclass(frozen=True)
+class HybridSettings:
+    """How BM25 is blended into the dense score. ``weight`` 0 turns it off."""
+
+    weight: float = 0.5
+    k1: float = 1.5
+    b: float = 0.75
+    language: str = "english"  # Snowball stemmer and stop words; "none" for neither
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.weight <= 10.0:
+            raise InputError(f"hybrid weight {self.weight} is out of range; use 0 (off) to 10")
+        if self.k1 < 0 or not 0.0 <= self.b <= 1.0:
+            raise InputError(f"BM25 parameters k1={self.k1}, b={self.b} are out of range; use k1 >= 0 and 0 <= b <= 1")
+
+    @property
+    def enabled(self) -> bool:
+        return self.weight > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> HybridSettings:
+        if not data:
+            return cls(weight=0.0)
+        return cls(**{k: data[k] for k in ("weight", "k1", "b", "language") if k in data})
+
+
+class LexicalIndex:
+    """BM25 scores of every document for a batch of queries."""
+
+    def __init__(self, documents: Sequence[str], settings: HybridSettings | None = None) -> None:
+        import bm25s
+
+        self.settings = settings or HybridSettings()
+        self.size = len(documents)
+        self._stemmer = _stemmer(self.settings.language)
+        self._stopwords: str | list[str] = "english" if self.settings.language == "english" else []
+        tokens = bm25s.tokenize(list(documents), stopwords=self._stopwords, stemmer=self._stemmer, show_progress=False)
+        self._bm25 = bm25s.BM25(k1=self.settings.k1, b=self.settings.b, method="lucene")
+        self._bm25.index(tokens, show_progress=False)
+
+    def scores(self, queries: Sequence[str]) -> np.ndarray:
+        """float32 ``[len(queries), documents]``; zero where a query shares no term."""
+        import bm25s
+
+        tokenized = bm25s.tokenize(
+            list(queries), stopwords=self._stopwords, stemmer=self._stemmer, show_progress=False, return_ids=False
+        )
+        out = np.zeros((len(queries), self.size), dtype=np.float32)
+        for row, tokens in enumerate(tokenized):
+            if tokens:
+                out[row] = self._bm25.get_scores(list(tokens))
+        return out
+
+
+def _stemmer(language: str) -> Any:
+    if language == "none":
+        return None
+    import Stemmer
+
+    try:
+        return Stemmer.Stemmer(language)
+    except KeyError:
+        raise InputError(
+            f"no stemmer for language {language!r}; use one of {', '.join(Stemmer.algorithms())} or none"
+        ) from None
+
+
+def entry_document(questions: Sequence[str], answer: str) -> str:
+    """The text BM25 indexes for one entry."""
+    return "\n".join([*questions, answer])
+
+
+def fuse(dense: np.ndarray, lexical: np.ndarray, weight: float) -> np.ndarray:
+    """Row-wise ``dense + weight * std(dense) * zscore(lexical)`` (see the module docstring)."""
+    if weight <= 0:
+        return dense.astype(np.float32, copy=True)
+    lex_mean = lexical.mean(axis=1, keepdims=True)
+    lex_std = lexical.std(axis=1, keepdims=True)
+    z_lex = np.divide(lexical - lex_mean, lex_std, out=np.zeros_like(lexical), where=lex_std > 0)
+    return (dense + weight * dense.std(axis=1, keepdims=True) * z_lex).astype(np.float32)
