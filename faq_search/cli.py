@@ -7,6 +7,7 @@ errors become one line on stderr and a non-zero exit code.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from faq_search.embed import Level, WordMerge
 from faq_search.errors import FaqSearchError
 from faq_search.settings import Fields, Pooling, Precision
 
@@ -89,6 +91,9 @@ def index(
     precision: Annotated[
         Precision, typer.Option(help="auto = bf16 where the CPU has native bf16, else fp32.")
     ] = Precision.AUTO,
+    hybrid_weight: Annotated[
+        float, typer.Option(min=0.0, max=10.0, help="Weight of BM25 fused into the dense score; 0 = dense only.")
+    ] = 0.5,
     batch_size: Annotated[int, typer.Option(min=1, help="Most texts per encoder batch.")] = 64,
     max_seq_len: Annotated[int, typer.Option(min=8, help="Most word pieces per text; longer text is cut.")] = 256,
     threads: Annotated[
@@ -102,6 +107,7 @@ def index(
     with _errors():
         from faq_search.corpus import read_faq
         from faq_search.engine import FaqIndex
+        from faq_search.lexical import HybridSettings
         from faq_search.settings import EncoderSettings
 
         entries = read_faq(
@@ -123,6 +129,7 @@ def index(
             entries,
             settings=settings,
             fields=fields,
+            hybrid=HybridSettings(weight=hybrid_weight),
             batch_size=batch_size,
             threads=threads,
             progress=not quiet,
@@ -210,11 +217,374 @@ def info(index_dir: IndexDir = DEFAULT_INDEX, as_json: JsonFlag = False) -> None
             ("precision", f"{data['precision']} (setting: {settings['precision']})"),
             ("dimension", encoder["dimension"]),
             ("index type", data["index_type"]),
+            ("hybrid", "off" if not data.get("hybrid") else f"BM25 weight {data['hybrid']['weight']:g}"),
             ("min score", "-" if data["min_score"] is None else data["min_score"]),
             ("format", data["format_version"]),
         ]
         width = max(len(k) for k, _ in rows)
         typer.echo("\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
+
+
+@app.command()
+def embed(
+    texts: Annotated[
+        list[str] | None,
+        typer.Argument(help="Texts to embed, each in quotes; '-' reads one text per line from stdin."),
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", help="Read texts from .txt (one per line) or a table (.csv, .jsonl, ...)."),
+    ] = None,
+    column: Annotated[
+        str | None, typer.Option(help="Column of --file holding the texts (default: 'text', or the only column).")
+    ] = None,
+    level: Annotated[
+        Level, typer.Option(help="sentence: one unit vector per text; token: one per word piece; word: one per word.")
+    ] = Level.SENTENCE,
+    layer: Annotated[
+        str, typer.Option(help="Hidden layer: -2 (default), -1, 3, a list like -1,-2 (concat), or sum-last-4.")
+    ] = "-2",
+    pooling: Annotated[
+        Pooling | None, typer.Option(help="Sentence level: how token vectors become one (default: mean).")
+    ] = None,
+    merge: Annotated[
+        WordMerge | None, typer.Option(help="Word level: which word-piece vectors make a word's (default: mean).")
+    ] = None,
+    special: Annotated[
+        bool,
+        typer.Option(
+            "--special/--no-special",
+            help="Sentence level: count [CLS]/[SEP] in the pool. Token level: return their vectors.",
+        ),
+    ] = True,
+    windows: Annotated[
+        bool | None,
+        typer.Option(
+            "--windows/--truncate",
+            help="Token and word level: run long texts in overlapping windows (default), or cut them.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write to .npy (sentence level), .jsonl or .parquet.")
+    ] = None,
+    show_tokens: Annotated[
+        bool, typer.Option("--show-tokens", help="List the word pieces (token/word level: with their vectors).")
+    ] = False,
+    model: Annotated[
+        str, typer.Option(help="Encoder: 'default' (bundled all-MiniLM-L6-v2), a model directory, or a cached hub id.")
+    ] = "default",
+    precision: Annotated[
+        Precision, typer.Option(help="auto = bf16 where the CPU has native bf16, else fp32.")
+    ] = Precision.AUTO,
+    hybrid_weight: Annotated[
+        float, typer.Option(min=0.0, max=10.0, help="Weight of BM25 fused into the dense score; 0 = dense only.")
+    ] = 0.5,
+    max_seq_len: Annotated[int, typer.Option(min=8, help="Word pieces per model window.")] = 256,
+    batch_size: Annotated[int, typer.Option(min=1, help="Most texts (or windows) per encoder batch.")] = 64,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for the encoder.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Print or save the vectors themselves: sentence, token (word piece) or word level."""
+    with _errors():
+        from faq_search.embed import check_options, check_output, read_texts
+        from faq_search.embed import embed as embed_texts
+        from faq_search.encoder import BertEncoder
+        from faq_search.settings import EncoderSettings
+
+        check_options(level, merge=merge, windows=windows, pooling=pooling)
+        if out is not None:
+            check_output(out, level)
+        items = read_texts(texts or [], file=file, column=column)
+        settings = EncoderSettings(
+            model=model,
+            layer=layer,
+            pooling=pooling or Pooling.MEAN,
+            include_special=special,
+            max_seq_len=max_seq_len,
+            precision=precision,
+        )
+        encoder = BertEncoder(settings, batch_size=batch_size, threads=threads)
+        result = embed_texts(encoder, items, level, merge=merge, windows=windows, special=special)
+        warning = result.truncation_warning()
+        if warning:
+            typer.echo(f"faq-search: warning: {warning}", err=True)
+        if out is not None:
+            result.save(out)
+            if as_json:
+                typer.echo(json.dumps({"out": str(out), **result.metadata()}, indent=2))
+            else:
+                typer.echo(
+                    f"Wrote {result.vector_count} {level.value} vectors of {result.dimension} dims "
+                    f"for {len(result.records)} texts -> {out}"
+                )
+            return
+        if as_json:
+            typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+        else:
+            typer.echo(result.summary(show_tokens=show_tokens))
+
+
+@app.command()
+def serve(
+    index_dir: IndexDir = DEFAULT_INDEX,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on. 127.0.0.1 keeps it on this machine; 0.0.0.0 opens it to all.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes; each loads its own model and batches only its own requests.")
+    ] = 1,
+    batching: Annotated[
+        bool, typer.Option("--batching/--no-batching", help="Gather concurrent questions into shared encoder calls.")
+    ] = True,
+    max_batch: Annotated[int, typer.Option(min=1, help="Most questions per encoder call.")] = 32,
+    max_wait_ms: Annotated[
+        float, typer.Option(min=0, help="Longest a question waits for others to join its batch (ms).")
+    ] = 5.0,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a request may take before it gets 504.")] = 30.0,
+    watch: Annotated[
+        float, typer.Option(min=0, help="Seconds between checks for a replaced bundle (hot reload); 0 = off.")
+    ] = 1.0,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Where the index's model now lives, if it moved (its weights must be identical)."),
+    ] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for the encoder, per worker.")] = None,
+    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request.")] = True,
+) -> None:
+    """Serve an index over HTTP: POST /ask, /ask/batch, /embed; a search page at /; API docs at /docs.
+
+    Set $FAQ_SEARCH_TOKEN to require 'Authorization: Bearer <token>' on every endpoint but /health.
+    """
+    with _errors():
+        from faq_search.server import ServeConfig
+        from faq_search.server import serve as run_server
+
+        run_server(
+            ServeConfig(
+                index_dir=index_dir,
+                host=host,
+                port=port,
+                workers=workers,
+                model_path=model,
+                threads=threads,
+                batching=batching,
+                max_batch=max_batch,
+                max_wait_ms=max_wait_ms,
+                timeout_s=timeout,
+                watch_s=watch,
+                access_log=access_log,
+            )
+        )
+
+
+QueryColumn = Annotated[str, typer.Option(help="Column of the labelled query file holding the question.")]
+RelevantColumn = Annotated[
+    str, typer.Option(help="Column holding the ids of the entries that answer it, separated by '|'.")
+]
+NegativesFile = Annotated[
+    Path | None,
+    typer.Option(help="File of questions this FAQ cannot answer (column 'query', or its only column)."),
+]
+
+
+@app.command(name="eval")
+def eval_command(
+    queries: Annotated[
+        Path, typer.Argument(help="Labelled queries: a query column and relevant ids (query_id,query,relevant_ids).")
+    ],
+    index_dir: IndexDir = DEFAULT_INDEX,
+    negatives: NegativesFile = None,
+    query_column: QueryColumn = "query",
+    relevant_column: RelevantColumn = "relevant_ids",
+    plot: Annotated[
+        Path | None, typer.Option(help="Write a PNG of precision/coverage/false answers by threshold.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Measure an index on labelled queries: MRR@10, Recall@1/5/10, nDCG@10, and what each threshold does."""
+    with _errors():
+        from faq_search.engine import FaqIndex
+        from faq_search.evaluate import (
+            display_thresholds,
+            plot_thresholds,
+            read_queries,
+            read_questions,
+            run,
+            threshold_rows,
+        )
+
+        faq = FaqIndex.load(index_dir)
+        labelled = read_queries(
+            queries, query_column=query_column, relevant_column=relevant_column, known_ids=[e.id for e in faq.entries]
+        )
+        negative_questions = read_questions(negatives) if negatives else []
+        evaluation = run(faq, labelled, negative_questions)
+        rows = threshold_rows(evaluation, display_thresholds(evaluation))
+        if plot:
+            plot_thresholds(evaluation, plot)
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    {
+                        "metrics": dataclasses.asdict(evaluation.metrics),
+                        "negatives": len(negative_questions),
+                        "thresholds": [dataclasses.asdict(r) for r in rows],
+                    },
+                    indent=2,
+                )
+            )
+            return
+        typer.echo(_render_metrics(evaluation.metrics))
+        typer.echo(_render_thresholds(rows, len(negative_questions)))
+        if plot:
+            typer.echo(f"plot written to {plot}")
+
+
+@app.command()
+def calibrate(
+    queries: Annotated[Path, typer.Argument(help="Labelled queries (as for eval).")],
+    index_dir: IndexDir = DEFAULT_INDEX,
+    negatives: NegativesFile = None,
+    target_precision: Annotated[
+        float, typer.Option(min=0.01, max=1.0, help="Share of answered questions whose top answer must be right.")
+    ] = 0.9,
+    query_column: QueryColumn = "query",
+    relevant_column: RelevantColumn = "relevant_ids",
+    as_json: JsonFlag = False,
+) -> None:
+    """Pick the confidence threshold (min_score) for a target precision and store it in the index."""
+    with _errors():
+        from faq_search.engine import FaqIndex
+        from faq_search.evaluate import calibrate as pick_threshold
+        from faq_search.evaluate import read_queries, read_questions, run
+
+        faq = FaqIndex.load(index_dir)
+        labelled = read_queries(
+            queries, query_column=query_column, relevant_column=relevant_column, known_ids=[e.id for e in faq.entries]
+        )
+        negative_questions = read_questions(negatives) if negatives else []
+        row = pick_threshold(run(faq, labelled, negative_questions), target_precision)
+        faq.set_min_score(round(row.threshold, 6))
+        faq.save(index_dir)
+        if as_json:
+            typer.echo(json.dumps({"index": str(index_dir), **dataclasses.asdict(row)}, indent=2))
+            return
+        false_rate = (
+            f", false-answer rate {row.false_answer_rate:.3f} on {len(negative_questions)} negatives"
+            if row.false_answer_rate is not None
+            else ""
+        )
+        typer.echo(
+            f"min_score {row.threshold:.4f}: precision {row.precision:.3f}, coverage {row.coverage:.3f}{false_rate}"
+            f" -> stored in {index_dir}"
+        )
+
+
+@app.command()
+def tune(
+    queries: Annotated[Path, typer.Argument(help="Labelled queries (as for eval).")],
+    file: Annotated[Path, typer.Argument(help="The FAQ file to tune for and index.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the index built with the winner.")] = (
+        DEFAULT_INDEX
+    ),
+    layer: Annotated[
+        list[str] | None, typer.Option(help="Layer spec to try; repeat. Default: -2, -1, -3, sum-last-4.")
+    ] = None,
+    pooling: Annotated[list[Pooling] | None, typer.Option(help="Pooling to try; repeat. Default: mean, max.")] = None,
+    fields: Annotated[list[Fields] | None, typer.Option(help="Fields to try; repeat. Default: both choices.")] = None,
+    weight: Annotated[
+        list[float] | None, typer.Option(help="Hybrid weight to try; repeat. Default: 0, 0.25, 0.5, 1.")
+    ] = None,
+    folds: Annotated[int, typer.Option(min=2, help="Held-out folds for the honest (cross-validated) score.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the fold split.")] = 0,
+    answer_column: Annotated[str, typer.Option(help="FAQ column holding the answers.")] = "answer",
+    question_column: Annotated[list[str] | None, typer.Option(help="FAQ question column(s).")] = None,
+    id_column: Annotated[str | None, typer.Option(help="FAQ id column (default: 'id' if present).")] = None,
+    query_column: QueryColumn = "query",
+    relevant_column: RelevantColumn = "relevant_ids",
+    top: Annotated[int, typer.Option(min=1, help="How many grid rows to print.")] = 15,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress messages.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Try layer x pooling x fields x hybrid weight on labelled queries; index the FAQ with the winner."""
+    with _errors():
+        from faq_search.corpus import read_faq
+        from faq_search.engine import FaqIndex
+        from faq_search.evaluate import read_queries
+        from faq_search.lexical import HybridSettings
+        from faq_search.settings import EncoderSettings
+        from faq_search.tune import DEFAULT_FIELDS, DEFAULT_LAYERS, DEFAULT_POOLINGS, DEFAULT_WEIGHTS
+        from faq_search.tune import tune as run_tune
+
+        entries = read_faq(
+            file, answer_column=answer_column, question_column=question_column or None, id_column=id_column
+        )
+        labelled = read_queries(
+            queries, query_column=query_column, relevant_column=relevant_column, known_ids=[e.id for e in entries]
+        )
+        report = run_tune(
+            entries,
+            labelled,
+            layers=layer or DEFAULT_LAYERS,
+            poolings=pooling or DEFAULT_POOLINGS,
+            fields=fields or DEFAULT_FIELDS,
+            weights=weight or DEFAULT_WEIGHTS,
+            folds=folds,
+            seed=seed,
+            on_step=None if quiet or as_json else lambda message: typer.echo(message, err=True),
+        )
+        best = report.best
+        built = FaqIndex.build(
+            entries,
+            settings=EncoderSettings(layer=best.layer, pooling=best.pooling),
+            fields=best.fields,
+            hybrid=HybridSettings(weight=best.weight),
+        )
+        built.manifest = _with_source(built.manifest, file.name)
+        built.save(out)
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    {
+                        "default": {"settings": report.default.candidate.label(), "mrr_at_10": report.default_mrr},
+                        "tuned": {"settings": best.label(), "cross_validated_mrr_at_10": report.cross_validated_mrr},
+                        "grid": [{"settings": r.candidate.label(), "mrr_at_10": r.mrr_at_10} for r in report.results],
+                        "index": str(out),
+                    },
+                    indent=2,
+                )
+            )
+            return
+        width = max(len(r.candidate.label()) for r in report.results)
+        lines = [f"{'settings'.ljust(width)}  MRR@10 (all {len(labelled)} queries)"]
+        lines += [f"{r.candidate.label().ljust(width)}  {r.mrr_at_10:.3f}" for r in report.results[:top]]
+        lines += [
+            "",
+            f"default: {report.default.candidate.label()}: MRR@10 {report.default_mrr:.3f}",
+            f"tuned:   {best.label()}: MRR@10 {report.cross_validated_mrr:.3f} "
+            f"(settings chosen on {report.folds - 1} of {report.folds} folds, scored on the held-out fold)",
+            f"index written with the tuned settings -> {out}",
+        ]
+        typer.echo("\n".join(lines))
+
+
+def _render_metrics(metrics: Any) -> str:
+    return (
+        f"queries {metrics.queries}  MRR@10 {metrics.mrr_at_10:.3f}  R@1 {metrics.recall_at_1:.3f}  "
+        f"R@5 {metrics.recall_at_5:.3f}  R@10 {metrics.recall_at_10:.3f}  nDCG@10 {metrics.ndcg_at_10:.3f}"
+    )
+
+
+def _render_thresholds(rows: list[Any], negatives: int) -> str:
+    head = "threshold  precision  coverage" + ("  false answers" if negatives else "")
+    lines = [head]
+    for row in rows:
+        line = f"{row.threshold:9.3f}  {row.precision:9.3f}  {row.coverage:8.3f}"
+        if negatives:
+            line += f"  {row.false_answer_rate:13.3f}"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def _with_source(manifest: Any, source: str) -> Any:

@@ -203,3 +203,35 @@ def calibrate(evaluation: Evaluation, target_precision: float) -> ThresholdRow:
         f"no threshold reaches precision {target_precision:.2f} (best {best.precision:.3f} at "
         f"{best.threshold:.3f}); lower --target-precision or improve the index (see faq-search tune)"
     )
+
+
+def plot_thresholds(evaluation: Evaluation, path: str | Path) -> Path:
+    """Write a PNG of precision, coverage and false-answer rate against the threshold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = threshold_rows(evaluation)
+    finite = [r for r in rows if math.isfinite(r.threshold)]
+    if not finite:
+        raise InputError("nothing to plot: no query got a score")
+    xs = [r.threshold for r in finite]
+    figure, axes = plt.subplots(figsize=(7, 4.2), dpi=120)
+    axes.plot(xs, [r.precision for r in finite], label="precision (top answer right)")
+    axes.plot(xs, [r.coverage for r in finite], label="coverage (labelled queries answered)")
+    if finite[0].false_answer_rate is not None:
+        axes.plot(xs, [r.false_answer_rate or 0.0 for r in finite], label="false-answer rate (negatives answered)")
+    axes.set_xlabel("min_score threshold")
+    axes.set_ylim(-0.02, 1.02)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best", fontsize=8)
+    axes.set_title(
+        f"faq-search: {evaluation.metrics.queries} labelled queries, MRR@10 {evaluation.metrics.mrr_at_10:.3f}"
+    )
+    figure.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out)
+    plt.close(figure)
+    return out

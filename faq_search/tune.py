@@ -26,7 +26,7 @@ from faq_search.engine import ANSWER, embedding_rows, window_splitter
 from faq_search.errors import InputError
 from faq_search.evaluate import LabelledQuery
 from faq_search.lexical import HybridSettings, LexicalIndex, entry_document, fuse
-from faq_search.settings import EncoderSettings, Fields, Pooling
+from faq_search.settings import EncoderSettings, Fields, LayerSpec, Pooling
 
 DEFAULT_LAYERS = ("-2", "-1", "-3", "sum-last-4")
 DEFAULT_POOLINGS = (Pooling.MEAN, Pooling.MAX)
@@ -122,11 +122,10 @@ def tune(
     }
 
     rr: dict[Candidate, np.ndarray] = {}
-    for layer, pooling in pairs:
-        if on_step:
-            on_step(f"encoding with layer {layer}, {pooling.value} pooling")
-        encoder = BertEncoder(dataclasses.replace(base, layer=layer, pooling=pooling))
-        dense = _dense_scores(encoder, entries, texts, field_choices)
+    if on_step:
+        on_step(f"encoding {len(entries)} entries and {len(queries)} queries for {len(pairs)} layer/pooling pairs")
+    dense_by_pair = _dense_scores(base, pairs, entries, texts, field_choices)
+    for (layer, pooling), dense in dense_by_pair.items():
         for f in field_choices:
             for weight in weight_choices:
                 rr[Candidate(layer, pooling, f, weight)] = reciprocal_ranks(
@@ -162,19 +161,63 @@ def tune(
 
 
 def _dense_scores(
-    encoder: BertEncoder, entries: Sequence[FaqEntry], queries: Sequence[str], field_choices: Sequence[Fields]
-) -> dict[Fields, np.ndarray]:
-    """Entry scores [queries, entries] per fields choice: the max cosine over the entry's rows."""
+    base: EncoderSettings,
+    pairs: Sequence[tuple[str, Pooling]],
+    entries: Sequence[FaqEntry],
+    queries: Sequence[str],
+    field_choices: Sequence[Fields],
+) -> dict[tuple[str, Pooling], dict[Fields, np.ndarray]]:
+    """Entry scores [queries, entries] per (layer, pooling) pair and fields choice.
+
+    One model run serves every pair: the encoder keeps the blocks the deepest
+    requested layer needs, and each pair pools its own layers from the same
+    hidden states. An entry's score is the max cosine over its rows.
+    """
+    probe = BertEncoder(dataclasses.replace(base, layer="-1"))
+    deepest = max(max(LayerSpec.parse(layer).absolute(probe.num_layers)) for layer, _ in pairs)
+    encoder = probe if deepest == probe.num_layers else BertEncoder(dataclasses.replace(base, layer=str(deepest)))
     texts, row_entry, row_field = embedding_rows(entries, Fields.QUESTION_ANSWER, window_splitter(encoder))
     unique = list(dict.fromkeys(texts))
-    vectors = encoder.encode(unique)
-    where = {t: i for i, t in enumerate(unique)}
-    rows = vectors[[where[t] for t in texts]]
-    scores = encoder.encode(list(queries)) @ rows.T
+    position = {t: n for n, t in enumerate(unique)}
+    where = [position[t] for t in texts]
+    vectors = _encode_pairs(encoder, [*unique, *queries], pairs)
     entry_of = np.asarray(row_entry)
-    out = {}
-    for f in field_choices:
-        keep = np.ones(len(texts), dtype=bool) if f is Fields.QUESTION_ANSWER else np.asarray(row_field) == ANSWER
-        starts = np.searchsorted(entry_of[keep], np.arange(len(entries)))
-        out[f] = np.maximum.reduceat(scores[:, keep], starts, axis=1)
+    out: dict[tuple[str, Pooling], dict[Fields, np.ndarray]] = {}
+    for pair, matrix in vectors.items():
+        rows, query_vectors = matrix[: len(unique)][where], matrix[len(unique) :]
+        scores = query_vectors @ rows.T
+        out[pair] = {}
+        for f in field_choices:
+            keep = np.ones(len(texts), dtype=bool) if f is Fields.QUESTION_ANSWER else np.asarray(row_field) == ANSWER
+            starts = np.searchsorted(entry_of[keep], np.arange(len(entries)))
+            out[pair][f] = np.maximum.reduceat(scores[:, keep], starts, axis=1)
+    return out
+
+
+def _encode_pairs(
+    encoder: BertEncoder, texts: Sequence[str], pairs: Sequence[tuple[str, Pooling]]
+) -> dict[tuple[str, Pooling], np.ndarray]:
+    """Unit vectors of ``texts`` for every (layer, pooling) pair from one pass of the model."""
+    import torch
+
+    from faq_search.pooling import pool_layers
+
+    specs = {pair: LayerSpec.parse(pair[0]) for pair in pairs}
+    indices = {pair: spec.absolute(encoder.num_layers) for pair, spec in specs.items()}
+    out = {pair: np.zeros((len(texts), 1), dtype=np.float32) for pair in pairs}
+    ids, special = encoder.tokenize(texts)
+    for batch in encoder.batches([len(row) for row in ids]):
+        states, mask = encoder.hidden_states([ids[i] for i in batch])
+        if special is not None:
+            flags = torch.zeros_like(mask)
+            for row, i in enumerate(batch):
+                flags[row, : len(special[i])] = torch.tensor(special[i])
+            mask = mask * (1 - flags)
+        with torch.inference_mode():
+            for pair in pairs:
+                pooled = pool_layers(states, indices[pair], mask, pair[1], specs[pair].combine)
+                unit = torch.nn.functional.normalize(pooled.float(), dim=-1).numpy()
+                if out[pair].shape[1] != unit.shape[1]:
+                    out[pair] = np.zeros((len(texts), unit.shape[1]), dtype=np.float32)
+                out[pair][batch] = unit
     return out
