@@ -166,12 +166,23 @@ class EncoderIdentity:
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def differences(self, other: EncoderIdentity) -> list[str]:
-        """Human-readable ``name: ours != theirs`` for each field that differs."""
-        return [
+        """Human-readable ``name: ours != theirs`` for each field that differs.
+
+        The model is compared by its weights, not its name: the same model in
+        another directory is the same encoder.
+        """
+        found = []
+        if self.weights_sha256 != other.weights_sha256:
+            found.append(
+                f"model {self.model_name!r} (weights {self.weights_sha256[:12]}) != "
+                f"{other.model_name!r} (weights {other.weights_sha256[:12]})"
+            )
+        found += [
             f"{f.name} {getattr(self, f.name)!r} != {getattr(other, f.name)!r}"
             for f in fields(self)
-            if getattr(self, f.name) != getattr(other, f.name)
+            if f.name not in ("model_name", "weights_sha256") and getattr(self, f.name) != getattr(other, f.name)
         ]
+        return found
 
 
 def choice(kind: type[E], value: object, what: str) -> E:

@@ -396,7 +396,7 @@ def test_loading_where_there_is_no_bundle(tmp_path: Path) -> None:
     ("encoder", "words"),
     [
         (FakeEncoder(dimension=32), ["dimension 64 != 32"]),
-        (FakeEncoder(name="other"), ["model_name 'fake' != 'other'", "weights_sha256"]),
+        (FakeEncoder(name="other"), ["model 'fake' (weights", "!= 'other' (weights"]),
     ],
     ids=["dimension", "name"],
 )

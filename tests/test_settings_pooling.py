@@ -238,13 +238,14 @@ def test_identity_without_differences() -> None:
 def test_identity_differences_name_each_field_and_both_values() -> None:
     other = replace(IDENTITY, dimension=768, pooling="max", weights_sha256="cd" * 32)
     differences = IDENTITY.differences(other)
+    name = IDENTITY.model_name
     assert differences == [
-        f"weights_sha256 {'ab' * 32!r} != {'cd' * 32!r}",
+        f"model {name!r} (weights {'ab' * 6}) != {name!r} (weights {'cd' * 6})",
         "pooling 'mean' != 'max'",
         "dimension 384 != 768",
     ]
     assert other.differences(IDENTITY) == [
-        f"weights_sha256 {'cd' * 32!r} != {'ab' * 32!r}",
+        f"model {name!r} (weights {'cd' * 6}) != {name!r} (weights {'ab' * 6})",
         "pooling 'max' != 'mean'",
         "dimension 768 != 384",
     ]
@@ -253,8 +254,6 @@ def test_identity_differences_name_each_field_and_both_values() -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("model_name", "bert-base"),
-        ("weights_sha256", "00" * 32),
         ("layer", "-1"),
         ("pooling", "cls"),
         ("include_special", False),
@@ -266,6 +265,13 @@ def test_identity_every_field_counts(field: str, value: object) -> None:
     (difference,) = IDENTITY.differences(replace(IDENTITY, **{field: value}))
     assert difference.startswith(f"{field} ")
     assert repr(value) in difference
+
+
+def test_identity_compares_the_model_by_its_weights() -> None:
+    (difference,) = IDENTITY.differences(replace(IDENTITY, model_name="bert-base", weights_sha256="00" * 32))
+    assert difference.startswith("model ")
+    assert "'bert-base'" in difference and "000000000000" in difference
+    assert IDENTITY.differences(replace(IDENTITY, model_name="same-weights-elsewhere")) == []
 
 
 # -- pooling vs a numpy reference --------------------------------------------------
