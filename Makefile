@@ -10,7 +10,7 @@ PIP := $(BIN)/python -m pip
 TORCH ?= torch==2.13.0
 QUESTION ?= my parcel never showed up, what now?
 
-.PHONY: setup dev demo test lint bench clean
+.PHONY: setup dev demo test lint bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,12 @@ lint: dev
 	$(BIN)/ruff format --check faq_search tests benchmarks
 	$(BIN)/mypy
 
-test: dev lint  ## lint, type-check and run the whole test suite
+browser:  ## Debian's chromium for the search-page test (installed when missing, as root)
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" -eq 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium is missing: apt-get install chromium (tests/test_web_page.py skips without it, fails under CI)"
+
+test: dev lint browser  ## lint, type-check and run the whole test suite
 	$(BIN)/python -m pytest
 
 clean:

@@ -22,6 +22,7 @@ import typer
 from faq_search.embed import Level, WordMerge
 from faq_search.errors import FaqSearchError
 from faq_search.settings import Fields, Pooling, Precision
+from faq_search.store import IndexType
 
 if TYPE_CHECKING:
     from faq_search.engine import Match
@@ -79,8 +80,12 @@ def index(
         Fields.QUESTION_ANSWER
     ),
     model: Annotated[
-        str, typer.Option(help="Encoder: 'default' (bundled all-MiniLM-L6-v2), a model directory, or a cached hub id.")
-    ] = "default",
+        str | None,
+        typer.Option(
+            help="Encoder: 'default' (bundled all-MiniLM-L6-v2), a model directory, or a cached hub id. "
+            "Unset: the adapted encoder of the index at --out if it has one (faq-search adapt), else 'default'."
+        ),
+    ] = None,
     layer: Annotated[
         str, typer.Option(help="Hidden layer to pool: -2 (default), -1, 3, a list like -1,-2 (concat), or sum-last-4.")
     ] = "-2",
@@ -94,20 +99,31 @@ def index(
     hybrid_weight: Annotated[
         float, typer.Option(min=0.0, max=10.0, help="Weight of BM25 fused into the dense score; 0 = dense only.")
     ] = 0.5,
+    index_type: Annotated[
+        IndexType,
+        typer.Option(help="FAISS index: flat = exact (default); hnsw or ivf = approximate, for very large FAQs."),
+    ] = IndexType.FLAT,
     batch_size: Annotated[int, typer.Option(min=1, help="Most texts per encoder batch.")] = 64,
     max_seq_len: Annotated[int, typer.Option(min=8, help="Most word pieces per text; longer text is cut.")] = 256,
     threads: Annotated[
         int | None,
         typer.Option(min=1, help="CPU threads for the encoder (default: torch's choice)."),
     ] = None,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Re-embed every text, even those the bundle at --out already has vectors for."),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Embed every answer (and question) of an FAQ file and write an index bundle."""
+    """Embed every answer (and question) of an FAQ file and write an index bundle.
+
+    Over an existing bundle only new and edited texts are embedded; a run that was killed resumes.
+    """
     with _errors():
         from faq_search.corpus import read_faq
-        from faq_search.engine import FaqIndex
         from faq_search.lexical import HybridSettings
+        from faq_search.lifecycle import update_bundle
         from faq_search.settings import EncoderSettings
 
         entries = read_faq(
@@ -118,27 +134,34 @@ def index(
             file_format=file_format,
         )
         settings = EncoderSettings(
-            model=model,
+            model=model or "default",
             layer=layer,
             pooling=pooling,
             include_special=special,
             max_seq_len=max_seq_len,
             precision=precision,
         )
-        built = FaqIndex.build(
+        built = update_bundle(
+            out,
             entries,
             settings=settings,
             fields=fields,
             hybrid=HybridSettings(weight=hybrid_weight),
+            index_type=index_type.value,
             batch_size=batch_size,
             threads=threads,
             progress=not quiet,
+            source_name=file.name,
+            full=full,
+            keep_adapted=model is None,
         )
-        built.manifest = _with_source(built.manifest, file.name)
-        built.save(out)
         report = built.report
+        if report is not None and report.reuse_note and not as_json:
+            typer.echo(f"faq-search: note: {report.reuse_note}", err=True)
         if as_json:
-            typer.echo(json.dumps({"index": str(out), **built.manifest.to_dict()}, indent=2))
+            typer.echo(
+                json.dumps({"index": str(out), **built.manifest.to_dict(), "update": _update_dict(report)}, indent=2)
+            )
             return
         seconds = f" in {report.seconds:.1f} s" if report else ""
         typer.echo(
@@ -146,6 +169,8 @@ def index(
             f"{'+'.join(built.manifest.fields)}) with {built.identity.model_name}, layer {settings.layer}, "
             f"{settings.pooling.value} pooling, {built.manifest.precision}{seconds} -> {out}"
         )
+        if report is not None:
+            typer.echo(_render_update(report, built.manifest.min_score))
 
 
 @app.command()
@@ -219,10 +244,38 @@ def info(index_dir: IndexDir = DEFAULT_INDEX, as_json: JsonFlag = False) -> None
             ("index type", data["index_type"]),
             ("hybrid", "off" if not data.get("hybrid") else f"BM25 weight {data['hybrid']['weight']:g}"),
             ("min score", "-" if data["min_score"] is None else data["min_score"]),
+            ("adapted", _render_adaptation(data.get("adaptation"))),
             ("format", data["format_version"]),
         ]
         width = max(len(k) for k, _ in rows)
         typer.echo("\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
+
+
+@app.command()
+def check(
+    index_dir: IndexDir = DEFAULT_INDEX,
+    sample: Annotated[int, typer.Option(min=0, help="Rows to re-embed and compare with their stored vectors.")] = 32,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Where the index's model now lives, if it moved (its weights must be identical)."),
+    ] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for the encoder.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Verify an index: checksums, counts, vectors, and a re-embedded sample. Exit code 1 when anything is wrong."""
+    with _errors():
+        from faq_search.check import check_bundle
+
+        report = check_bundle(index_dir, sample=sample, model_path=model, threads=threads)
+        if as_json:
+            typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        else:
+            width = max(len(f.name) for f in report.findings)
+            lines = [f"{'ok  ' if f.ok else 'FAIL'}  {f.name.ljust(width)}  {f.detail}" for f in report.findings]
+            lines.append(f"{index_dir}: {'OK' if report.ok else 'PROBLEMS FOUND'}")
+            typer.echo("\n".join(lines))
+        if not report.ok:
+            raise typer.Exit(1)
 
 
 @app.command()
@@ -354,7 +407,7 @@ def serve(
 ) -> None:
     """Serve an index over HTTP: POST /ask, /ask/batch, /embed; a search page at /; API docs at /docs.
 
-    Set $FAQ_SEARCH_TOKEN to require 'Authorization: Bearer <token>' on every endpoint but /health.
+    Set $FAQ_SEARCH_TOKEN to require 'Authorization: Bearer <token>' on the API (/health, the page and /docs stay open).
     """
     with _errors():
         from faq_search.server import ServeConfig
@@ -569,6 +622,121 @@ def tune(
         typer.echo("\n".join(lines))
 
 
+@app.command()
+def adapt(
+    file: Annotated[Path, typer.Argument(help="FAQ file with questions (or pass --queries) to adapt the encoder to.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle directory to write, with the adapted encoder.")] = (
+        DEFAULT_INDEX
+    ),
+    epochs: Annotated[
+        int, typer.Option(min=1, help="Passes over the training pairs (early stopping may end sooner).")
+    ] = 1,
+    max_pairs: Annotated[int | None, typer.Option(min=4, help="Train on at most this many pairs (sampled).")] = None,
+    time_budget: Annotated[float | None, typer.Option(min=1, help="Stop training after this many seconds.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same adapted encoder.")] = 0,
+    queries: Annotated[
+        Path | None, typer.Option(help="Labelled queries (eval layout) to train on as well; a slice is held out.")
+    ] = None,
+    answer_column: Annotated[str, typer.Option(help="Column holding the answers.")] = "answer",
+    question_column: Annotated[list[str] | None, typer.Option(help="Question column(s); default 'question'.")] = None,
+    id_column: Annotated[str | None, typer.Option(help="Id column; default 'id' if present.")] = None,
+    model: Annotated[str, typer.Option(help="Base encoder: 'default', a model directory, or a cached hub id.")] = (
+        "default"
+    ),
+    layer: Annotated[str, typer.Option(help="Hidden layer to pool (kept through adaptation).")] = "-2",
+    pooling: Annotated[Pooling, typer.Option(help="Pooling (kept through adaptation).")] = Pooling.MEAN,
+    hybrid_weight: Annotated[float, typer.Option(min=0.0, max=10.0, help="BM25 weight of the index; 0 = off.")] = 0.5,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train the encoder on the FAQ's own question/answer pairs and index the FAQ with it, if it helps."""
+    with _errors():
+        from faq_search.adapt import AdaptSettings, adapt_index
+        from faq_search.corpus import read_faq
+        from faq_search.evaluate import read_queries
+        from faq_search.lexical import HybridSettings
+        from faq_search.settings import EncoderSettings
+
+        entries = read_faq(
+            file, answer_column=answer_column, question_column=question_column or None, id_column=id_column
+        )
+        labelled = read_queries(queries, known_ids=[e.id for e in entries]) if queries else []
+        with _loss_bar(enabled=not quiet and not as_json) as on_progress:
+            built, report = adapt_index(
+                entries,
+                settings=EncoderSettings(model=model, layer=layer, pooling=pooling),
+                adapt_settings=AdaptSettings(epochs=epochs, max_pairs=max_pairs, time_budget=time_budget, seed=seed),
+                queries=labelled,
+                hybrid=HybridSettings(weight=hybrid_weight),
+                on_progress=on_progress,
+            )
+        built.manifest = _with_source(built.manifest, file.name)
+        built.save(out)
+        if as_json:
+            typer.echo(json.dumps({"index": str(out), **report.to_dict()}, indent=2))
+            return
+        verdict = (
+            "kept the adapted encoder"
+            if report.kept
+            else "kept the base encoder: adaptation did not improve the held-out score"
+        )
+        typer.echo(
+            f"Adapted on {report.pairs} pairs in {report.seconds:.0f} s ({report.steps} steps, {report.stopped}); "
+            f"held-out MRR@10 on {report.held_out_questions} questions: {report.before:.3f} -> {report.after:.3f}; "
+            f"{verdict}. Index -> {out}"
+        )
+
+
+@contextmanager
+def _loss_bar(enabled: bool) -> Iterator[Any]:
+    """A progress bar showing the training loss, on a terminal; a no-op callback otherwise."""
+    import sys
+
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(unit="step", desc="adapting", file=sys.stderr, leave=False)
+
+    def update(step: int, total: int, loss: float) -> None:
+        bar.total = total
+        bar.n = step
+        bar.set_postfix(loss=f"{loss:.3f}")
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+def _update_dict(report: Any) -> dict[str, Any] | None:
+    if report is None:
+        return None
+    return {
+        **(report.changes.counts() if report.changes is not None else {}),
+        "encoded": report.encoded,
+        "reused": report.reused,
+        "resumed": report.resumed,
+        "note": report.reuse_note,
+    }
+
+
+def _render_update(report: Any, min_score: float | None) -> str:
+    """What an (incremental) index run changed and how much it had to embed."""
+    work = f"encoded {report.encoded} texts, reused {report.reused} embeddings"
+    if report.resumed:
+        work += f", resumed {report.resumed} from an interrupted run"
+    if report.changes is None:
+        return f"New index: {work}."
+    counts = report.changes.counts()
+    kept = f"; kept min_score {min_score:g}" if min_score is not None else ""
+    return (
+        f"Changes: {counts['added']} added, {counts['changed']} changed, {counts['removed']} removed, "
+        f"{counts['unchanged']} unchanged; {work}{kept}."
+    )
+
+
 def _render_metrics(metrics: Any) -> str:
     return (
         f"queries {metrics.queries}  MRR@10 {metrics.mrr_at_10:.3f}  R@1 {metrics.recall_at_1:.3f}  "
@@ -585,6 +753,17 @@ def _render_thresholds(rows: list[Any], negatives: int) -> str:
             line += f"  {row.false_answer_rate:13.3f}"
         lines.append(line)
     return "\n".join(lines)
+
+
+def _render_adaptation(record: dict[str, Any] | None) -> str:
+    if not record:
+        return "no"
+    report = record.get("report", {})
+    verdict = "yes" if report.get("kept") else "no (the base encoder scored as well or better)"
+    return (
+        f"{verdict}; from {record.get('base_model')}, held-out MRR@10 "
+        f"{report.get('before', float('nan')):.3f} -> {report.get('after', float('nan')):.3f}"
+    )
 
 
 def _with_source(manifest: Any, source: str) -> Any:

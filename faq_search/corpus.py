@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,7 +160,8 @@ def read_table(path: Path, file_format: str | None = None) -> pd.DataFrame:
         raise InputError(f"{path}: the file is empty; an FAQ needs a header row and at least one answer") from None
     except ImportError as exc:
         raise InputError(f"{path}: reading {fmt} needs an extra package ({exc.name}); pip install it") from None
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, KeyError, IndexError, EOFError, RecursionError, zipfile.BadZipFile) as exc:
+        # a damaged or mislabelled file: readers (openpyxl, pyarrow, json) fail in their own ways
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: cannot be read as {fmt} ({first_line}); check the file's format") from None
 

@@ -5,6 +5,13 @@ encoder, keeps the vectors in a :class:`~faq_search.store.VectorStore`, writes
 and reads bundles, and answers ``ask(question)`` with ``list[Match]``. The
 same object serves the CLI, the HTTP server and in-process bots; ``ask`` is
 safe to call from several threads at once.
+
+Updates are incremental: a vector is a function of its text and the encoder
+(identity and precision), so every row records a digest of its text, and a
+rebuild (``upsert``, ``delete``, ``build(..., reuse=old)``) encodes only texts
+no vector is known for. Texts are encoded in groups of equal token length, so
+no text is ever padded and its vector does not depend on which other texts
+were encoded with it: an updated index equals a full rebuild, in bf16 too.
 """
 
 from __future__ import annotations
@@ -12,24 +19,31 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import json
+import os
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faq_search.bundle import ENTRIES, ROWS, VECTORS, Manifest, now_iso, read_bundle, write_bundle
+from faq_search.bundle import DATA_FILES, ENTRIES, ROWS, VECTORS, Manifest, now_iso, read_bundle, write_bundle
 from faq_search.chunking import split_windows
 from faq_search.corpus import FaqEntry, read_faq
 from faq_search.encoder import BertEncoder, Encoder
 from faq_search.errors import BundleError, InputError, SettingsMismatchError
 from faq_search.lexical import HybridSettings, LexicalIndex, entry_document, fuse
-from faq_search.settings import EncoderIdentity, EncoderSettings, Fields, choice
+from faq_search.settings import ADAPTED_MODEL, ENCODER_DIR, EncoderIdentity, EncoderSettings, Fields, choice
 from faq_search.store import VectorStore
+
+if TYPE_CHECKING:
+    from faq_search.cache import EmbeddingCache
 
 QUESTION = "question"
 ANSWER = "answer"
@@ -40,6 +54,12 @@ WINDOW_TOKENS = 128
 Measured on the shared sets, windows of 64, 128 and 256 word pieces rank within 0.01 MRR@10 of each
 other; 128 keeps one passage's worth of text per vector, so a fact deep in a long answer stays visible.
 """
+
+CACHE_CHUNK = 128
+"""Texts encoded between two writes to a resume cache: the most work a kill can lose."""
+
+_EXACT_STORAGE = ("IndexFlat", "IndexFlatIP", "IndexFlatL2", "IndexHNSWFlat", "IndexIVFFlat")
+"""FAISS index classes that give back stored vectors exactly, so they can be reused."""
 
 _Ranked = tuple[int, float, float, float | None, int]  # entry, score, cosine, lexical, best row
 
@@ -78,14 +98,43 @@ class Match:
 
 
 @dataclass(frozen=True)
+class Changes:
+    """How an FAQ differs from the one an index held before, by entry id."""
+
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()  # same id, other text or metadata
+    removed: tuple[str, ...] = ()
+    unchanged: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "added": len(self.added),
+            "changed": len(self.changed),
+            "removed": len(self.removed),
+            "unchanged": self.unchanged,
+        }
+
+
+@dataclass(frozen=True)
 class BuildReport:
-    """What :meth:`FaqIndex.build` did, for the CLI's summary line."""
+    """What :meth:`FaqIndex.build` (or an update) did, for the CLI's summary line.
+
+    Of the ``unique_texts``, ``encoded`` ran through the encoder, ``reused``
+    took their vector from the previous index and ``resumed`` from the cache
+    of an interrupted run. ``changes`` compares with the previous index;
+    ``reuse_note`` says why its vectors could not be reused, if they could not.
+    """
 
     entries: int
     vectors: int
     unique_texts: int
     seconds: float
     fields: tuple[str, ...] = field(default_factory=tuple)
+    encoded: int = 0
+    reused: int = 0
+    resumed: int = 0
+    changes: Changes | None = None
+    reuse_note: str | None = None
 
 
 class FaqIndex:
@@ -100,14 +149,22 @@ class FaqIndex:
         *,
         model_path: str | None = None,
         threads: int | None = None,
+        row_digests: Sequence[str] | None = None,
+        extra_files: Mapping[str, bytes] | None = None,
     ) -> None:
         self.entries = list(entries)
         self.store = store
         self.manifest = manifest
         self.report: BuildReport | None = None
+        self.row_digests = None if row_digests is None else list(row_digests)
+        """Per store row, :func:`text_digest` of the text it embeds (None for bundles written before them)."""
+        self.extra_files = dict(extra_files or {})
+        """Bundle files besides the standard ones (``name -> bytes``), kept through load and save."""
         self._encoder = encoder
         self._model_path = model_path
         self._threads = threads
+        self.path: Path | None = None
+        """The bundle directory this index was loaded from, if any."""
         self._lock = threading.Lock()
         self.hybrid = HybridSettings.from_dict(manifest.hybrid)
         self._lexical: LexicalIndex | None = None
@@ -130,12 +187,20 @@ class FaqIndex:
         batch_size: int = 64,
         threads: int | None = None,
         progress: bool = False,
+        reuse: FaqIndex | None = None,
+        cache: EmbeddingCache | None = None,
     ) -> FaqIndex:
         """Embed an FAQ (a file path, read with default columns, or entries) into a new index.
 
         Pass ``encoder`` to reuse a loaded model (or a test fake); otherwise a
         :class:`BertEncoder` is loaded with ``settings``. ``hybrid`` defaults to
         BM25 fusion with weight 0.5; ``HybridSettings(weight=0)`` is dense only.
+
+        ``reuse``: an earlier index of (part of) this FAQ; its vectors are used
+        for every text it embedded with the same encoder, so only new texts are
+        encoded, and the report counts the changes. ``cache``: where encoded
+        vectors are written as they come, so a killed run can resume (see
+        :mod:`faq_search.cache`). Either way the result equals a full build.
         """
         started = time.perf_counter()
         if isinstance(source, (str, Path)):
@@ -146,21 +211,29 @@ class FaqIndex:
             source_name = None
         if not entries:
             raise InputError("the FAQ has no entries; add at least one answer")
+        check_entries(entries)
         fields = choice(Fields, fields, "fields")
         hybrid = HybridSettings() if hybrid is None else hybrid
         if encoder is None:
-            encoder = BertEncoder(settings, batch_size=batch_size, threads=threads, progress=progress)
+            encoder = BertEncoder(settings, batch_size=batch_size, threads=threads)
+        precision = str(getattr(getattr(encoder, "precision", None), "value", "n/a"))
 
         texts, row_entry, row_field = embedding_rows(entries, fields, window_splitter(encoder))
-        unique = list(dict.fromkeys(texts))  # identical texts (a question shared by answers) embed once
-        vectors = encoder.encode(unique)
-        where = {text: i for i, text in enumerate(unique)}
-        store = VectorStore.build(vectors[[where[t] for t in texts]], row_entry, row_field, index_type)
+        digests = [text_digest(t) for t in texts]
+        where: dict[str, int] = {}
+        unique: list[str] = []
+        for text, digest in zip(texts, digests, strict=True):
+            if digest not in where:  # identical texts (a question shared by answers) embed once
+                where[digest] = len(unique)
+                unique.append(text)
+        known, reuse_note = _reusable_vectors(reuse, encoder, precision)
+        vectors, counts = _embed_unique(encoder, unique, list(where), known, cache, progress)
+        store = VectorStore.build(vectors[[where[d] for d in digests]], row_entry, row_field, index_type)
 
         manifest = Manifest(
             encoder=encoder.identity.to_dict(),
             settings=_settings_of(encoder, settings).to_dict(),
-            precision=str(getattr(getattr(encoder, "precision", None), "value", "n/a")),
+            precision=precision,
             entry_count=len(entries),
             vector_count=len(store),
             fields=tuple(f for f in (QUESTION, ANSWER) if f in set(row_field)),
@@ -169,27 +242,145 @@ class FaqIndex:
             source=source_name,
             created=now_iso(),
         )
-        index = cls(entries, store, manifest, encoder, threads=threads)
+        index = cls(entries, store, manifest, encoder, threads=threads, row_digests=digests)
         index.report = BuildReport(
             entries=len(entries),
             vectors=len(store),
             unique_texts=len(unique),
             seconds=time.perf_counter() - started,
             fields=manifest.fields,
+            encoded=counts[0],
+            reused=counts[1],
+            resumed=counts[2],
+            changes=None if reuse is None else compare_entries(reuse.entries, entries),
+            reuse_note=reuse_note,
         )
         return index
+
+    # -- updating -------------------------------------------------------------
+
+    def upsert(self, entries: Iterable[FaqEntry]) -> BuildReport:
+        """Add entries, or replace those whose id the index has; only new texts are encoded.
+
+        A replaced entry keeps its place; new entries go at the end. The index
+        then equals :meth:`build` of its new entry list (same ids, same scores);
+        :meth:`save` persists it. Not to be run while other threads ``ask`` this
+        object: build the new bundle, save it, and let readers reload it.
+        """
+        if isinstance(entries, FaqEntry):
+            entries = [entries]
+        incoming = list(entries)
+        if not all(isinstance(e, FaqEntry) for e in incoming):
+            raise InputError("upsert takes FaqEntry records; read a file with read_faq() to get them")
+        ids = [e.id for e in incoming]
+        if len(set(ids)) != len(ids):
+            repeated = next(i for i in ids if ids.count(i) > 1)
+            raise InputError(f"upsert got id {repeated!r} more than once; pass each entry once")
+        check_entries(incoming)
+        positions = self._positions()
+        updated = list(self.entries)
+        for entry in incoming:
+            if entry.id in positions:
+                updated[positions[entry.id]] = entry
+            else:
+                positions[entry.id] = len(updated)
+                updated.append(entry)
+        return self._replace_entries(updated)
+
+    def delete(self, ids: Iterable[str]) -> BuildReport:
+        """Remove the entries with these ids (all must exist); nothing is encoded.
+
+        :meth:`save` persists the change. The last entry cannot be deleted.
+        """
+        if isinstance(ids, str):
+            raise InputError("delete takes a list of ids; wrap a single id in a list")
+        wanted = list(dict.fromkeys(ids))
+        positions = self._positions()
+        unknown = [i for i in wanted if i not in positions]
+        if unknown:
+            shown = ", ".join(repr(i) for i in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            raise InputError(f"no entry with id {shown} in the index; nothing was deleted")
+        gone = set(wanted)
+        kept = [e for e in self.entries if e.id not in gone]
+        if not kept:
+            raise InputError("deleting every entry would leave the index empty; build a new index instead")
+        return self._replace_entries(kept)
+
+    @property
+    def fields_policy(self) -> Fields:
+        """Which fields this index embeds: questions too, unless it was built with answers only."""
+        if QUESTION in self.manifest.fields or not any(e.questions for e in self.entries):
+            return Fields.QUESTION_ANSWER
+        return Fields.ANSWER
+
+    def _positions(self) -> dict[str, int]:
+        positions = {e.id: n for n, e in enumerate(self.entries)}
+        if len(positions) != len(self.entries):
+            raise InputError("this index holds duplicate ids; rebuild it from a file with unique ids")
+        return positions
+
+    def _replace_entries(self, entries: list[FaqEntry]) -> BuildReport:
+        rebuilt = FaqIndex.build(
+            entries,
+            encoder=self.encoder,
+            fields=self.fields_policy,
+            hybrid=self.hybrid,
+            index_type=self.manifest.index_type,
+            reuse=self,
+        )
+        manifest = dataclasses.replace(
+            rebuilt.manifest,
+            encoder=self.manifest.encoder,  # the same encoder; keeps its recorded name
+            settings=self.manifest.settings,
+            min_score=self.manifest.min_score,
+            source=self.manifest.source,
+            adaptation=self.manifest.adaptation,
+        )
+        with self._lock:
+            self.entries = rebuilt.entries
+            self.store = rebuilt.store
+            self.manifest = manifest
+            self.row_digests = rebuilt.row_digests
+            self._lexical = None
+            self._dense_layout = None
+            self.report = rebuilt.report
+        if rebuilt.report is None:  # pragma: no cover - build always reports
+            raise RuntimeError("build gave no report")
+        return rebuilt.report
+
+    def stored_vectors(self) -> np.ndarray | None:
+        """The stored vectors, one per row, when the index type keeps them exactly; else None."""
+        return _stored_vectors(self.store)
+
+    def text_digests(self, encoder: Encoder | None = None) -> list[str] | None:
+        """Per row, the digest of its text: recorded in the bundle, or recomputed for an older bundle.
+
+        Recomputing needs the encoder's tokenizer (for windows); it gives None
+        when the rows it finds differ from the stored ones.
+        """
+        if self.row_digests is not None:
+            return self.row_digests
+        texts, row_entry, row_field = embedding_rows(
+            self.entries, self.fields_policy, window_splitter(encoder or self.encoder)
+        )
+        if row_entry != self.store.row_entry.tolist() or row_field != self.store.row_field:
+            return None
+        return [text_digest(t) for t in texts]
 
     # -- persistence --------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:
         """Write the index as a bundle directory at ``path`` (atomically replacing one there)."""
         entries = "".join(json.dumps(e.to_dict(), ensure_ascii=False) + "\n" for e in self.entries)
-        rows = json.dumps({"entry": self.store.row_entry.tolist(), "field": self.store.row_field})
-        self.manifest = write_bundle(
-            path,
-            self.manifest,
-            {VECTORS: self.store.to_bytes(), ROWS: rows.encode("utf-8"), ENTRIES: entries.encode("utf-8")},
-        )
+        rows: dict[str, Any] = {"entry": self.store.row_entry.tolist(), "field": self.store.row_field}
+        if self.row_digests is not None and len(self.row_digests) == len(self.store):
+            rows["text_digest"] = self.row_digests
+        files = {
+            VECTORS: self.store.to_bytes(),
+            ROWS: json.dumps(rows).encode("utf-8"),
+            ENTRIES: entries.encode("utf-8"),
+        }
+        self.manifest = write_bundle(path, self.manifest, {**self.extra_files, **files})
         return Path(path)
 
     @classmethod
@@ -209,14 +400,45 @@ class FaqIndex:
         """
         manifest, files = read_bundle(path)
         try:
-            entries = [FaqEntry.from_dict(json.loads(line)) for line in files[ENTRIES].decode("utf-8").splitlines()]
+            lines = files[ENTRIES].decode("utf-8").split("\n")  # not splitlines(): U+2028 or U+0085 may be in a text
+            entries = [FaqEntry.from_dict(json.loads(line)) for line in lines if line]
             rows = json.loads(files[ROWS].decode("utf-8"))
-            store = VectorStore(VectorStore.index_from_bytes(files[VECTORS]), np.asarray(rows["entry"]), rows["field"])
-        except (KeyError, TypeError, ValueError) as exc:
+            row_entry = np.asarray(rows["entry"], dtype=np.int64)
+            store = VectorStore(VectorStore.index_from_bytes(files[VECTORS]), row_entry, rows["field"])
+            digests = rows.get("text_digest")
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
             raise BundleError(f"{path}: the index files are inconsistent ({exc}); rebuild the index") from None
         if len(entries) != manifest.entry_count or len(store) != manifest.vector_count:
             raise BundleError(f"{path}: entry or vector counts differ from the manifest; rebuild the index")
-        return cls(entries, store, manifest, encoder, model_path=model_path, threads=threads)
+        try:
+            EncoderIdentity.from_dict(manifest.encoder)
+            EncoderSettings.from_dict(manifest.settings)
+            HybridSettings.from_dict(manifest.hybrid)
+        except (TypeError, ValueError, InputError) as exc:
+            raise BundleError(
+                f"{path}: the manifest's encoder or hybrid settings are unusable ({exc}); rebuild it"
+            ) from None
+        if store.dimension != EncoderIdentity.from_dict(manifest.encoder).dimension:
+            raise BundleError(f"{path}: the vectors' dimension differs from the manifest's; rebuild the index")
+        if len(row_entry) and (row_entry.min() < 0 or row_entry.max() >= len(entries)):
+            raise BundleError(f"{path}: {ROWS} points at entries the index does not have; rebuild the index")
+        if digests is not None and (
+            not isinstance(digests, list) or len(digests) != len(store) or not all(isinstance(d, str) for d in digests)
+        ):
+            raise BundleError(f"{path}: the text digests in {ROWS} do not match its rows; rebuild the index")
+        extra = {name: data for name, data in files.items() if name not in DATA_FILES}
+        index = cls(
+            entries,
+            store,
+            manifest,
+            encoder,
+            model_path=model_path,
+            threads=threads,
+            row_digests=digests,
+            extra_files=extra,
+        )
+        index.path = Path(path)
+        return index
 
     # -- querying -----------------------------------------------------------
 
@@ -235,12 +457,33 @@ class FaqIndex:
             with self._lock:
                 if self._encoder is None:
                     settings = self.settings
-                    if self._model_path is not None:
-                        settings = EncoderSettings.from_dict({**settings.to_dict(), "model": self._model_path})
+                    model = self._model_path or self.own_encoder_dir()
+                    if model is not None:
+                        settings = EncoderSettings.from_dict({**settings.to_dict(), "model": model})
                     encoder = BertEncoder(settings, threads=self._threads)
                     self._check_encoder(encoder)
                     self._encoder = encoder
         return self._encoder
+
+    @property
+    def is_adapted(self) -> bool:
+        """Whether this index carries its own adapted encoder (``faq-search adapt``)."""
+        return self.settings.model == ADAPTED_MODEL
+
+    def encoder_files(self) -> dict[str, bytes]:
+        """The files of the encoder this bundle carries (``encoder/...``); empty unless adapted."""
+        return {name: data for name, data in self.extra_files.items() if name.startswith(f"{ENCODER_DIR}/")}
+
+    def own_encoder_dir(self) -> str | None:
+        """For a bundle that carries its encoder (``faq-search adapt``): where its weights are on disk."""
+        if not self.is_adapted:
+            return None
+        if self.path is None or not (self.path / ENCODER_DIR).is_dir():
+            raise BundleError(
+                f"this index carries its own adapted encoder, but {ENCODER_DIR}/ is not found beside it; "
+                "load the index from its bundle directory"
+            )
+        return str(self.path / ENCODER_DIR)  # the identity check below proves these are the recorded weights
 
     def _check_encoder(self, encoder: Encoder) -> None:
         differences = self.identity.differences(encoder.identity)
@@ -268,6 +511,8 @@ class FaqIndex:
         for question in questions:
             if not isinstance(question, str) or not question.strip():
                 raise InputError("the question is empty; type a question")
+            if not _is_text(question):
+                raise InputError("the question holds bytes that are not text (not UTF-8); pass the question as UTF-8")
         if not questions:
             return []
         threshold = self.manifest.min_score if min_score is None else min_score
@@ -395,6 +640,28 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return candidates[np.lexsort((candidates, -scores[candidates]))][:k]
 
 
+class _WindowSplitter:
+    """Splits texts longer than the window; ``many`` measures a whole list with one tokenizer call."""
+
+    def __init__(self, tokenizer: Any, window: int, lock: Any) -> None:
+        self.tokenizer = tokenizer
+        self.window = window
+        self.lock = lock
+
+    def __call__(self, text: str) -> list[str]:
+        with self.lock:
+            return split_windows(self.tokenizer, text, self.window)
+
+    def many(self, texts: Sequence[str]) -> list[list[str]]:
+        if not texts:
+            return []
+        with self.lock:
+            encoded = self.tokenizer(list(texts), add_special_tokens=False, truncation=False)
+            budget = self.window - self.tokenizer.num_special_tokens_to_add(pair=False)
+        lengths = [len(ids) for ids in encoded["input_ids"]]
+        return [self(text) if n > budget else [text] for text, n in zip(texts, lengths, strict=True)]
+
+
 def window_splitter(encoder: Encoder) -> Callable[[str], list[str]] | None:
     """A long-text splitter for encoders that expose a tokenizer and a window; None for others."""
     tokenizer = getattr(encoder, "tokenizer", None)
@@ -402,12 +669,7 @@ def window_splitter(encoder: Encoder) -> Callable[[str], list[str]] | None:
     if tokenizer is None or not isinstance(settings, EncoderSettings):
         return None
     lock = getattr(encoder, "_lock", None) or threading.Lock()
-
-    def split(text: str) -> list[str]:
-        with lock:
-            return split_windows(tokenizer, text, min(settings.max_seq_len, WINDOW_TOKENS))
-
-    return split
+    return _WindowSplitter(tokenizer, min(settings.max_seq_len, WINDOW_TOKENS), lock)
 
 
 def embedding_rows(
@@ -418,14 +680,183 @@ def embedding_rows(
     Each question (when fields include questions) and the answer is a row;
     a text longer than the encoder's window becomes several rows (windows).
     """
+    parts: list[tuple[int, str, str]] = []
+    for position, entry in enumerate(entries):
+        named = [(QUESTION, q) for q in entry.questions] if fields is Fields.QUESTION_ANSWER else []
+        parts += [(position, name, text) for name, text in [*named, (ANSWER, entry.answer)]]
+    plain = [text for _, _, text in parts]
+    many = getattr(splitter, "many", None)
+    if splitter is None:
+        windows = [[text] for text in plain]
+    elif many is not None:
+        windows = many(plain)
+    else:
+        windows = [splitter(text) for text in plain]
     texts: list[str] = []
     row_entry: list[int] = []
     row_field: list[str] = []
-    for position, entry in enumerate(entries):
-        parts = [(QUESTION, q) for q in entry.questions] if fields is Fields.QUESTION_ANSWER else []
-        for name, text in [*parts, (ANSWER, entry.answer)]:
-            for window in splitter(text) if splitter else [text]:
-                texts.append(window)
-                row_entry.append(position)
-                row_field.append(name)
+    for (position, name, _), pieces in zip(parts, windows, strict=True):
+        for window in pieces:
+            texts.append(window)
+            row_entry.append(position)
+            row_field.append(name)
     return texts, row_entry, row_field
+
+
+def text_digest(text: str) -> str:
+    """The key of a text's vector: the first 128 bits of its SHA-256, in hex."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def compare_entries(old: Sequence[FaqEntry], new: Sequence[FaqEntry]) -> Changes:
+    """Added, changed and removed ids (and how many are unchanged) from ``old`` to ``new``."""
+    before = {e.id: e for e in old}
+    after = {e.id for e in new}
+    added = tuple(e.id for e in new if e.id not in before)
+    changed = tuple(e.id for e in new if e.id in before and before[e.id] != e)
+    removed = tuple(e.id for e in old if e.id not in after)
+    return Changes(added, changed, removed, unchanged=len(new) - len(added) - len(changed))
+
+
+def check_entries(entries: Sequence[FaqEntry]) -> None:
+    """Every text of every entry must be encodable as UTF-8 (no lone surrogates from a broken file)."""
+    for entry in entries:
+        if not isinstance(entry, FaqEntry):
+            raise InputError(f"an FAQ entry must be an FaqEntry, not {type(entry).__name__}; use read_faq()")
+        named = [("id", entry.id), ("answer", entry.answer), *(("question", q) for q in entry.questions)]
+        named += [(f"metadata {k!r}", f"{k}{v}") for k, v in entry.metadata.items()]
+        for what, text in named:
+            if not isinstance(text, str):
+                raise InputError(f"entry {entry.id!r}: its {what} is not text; give it as a string")
+            if not _is_text(text):
+                raise InputError(
+                    f"entry {entry.id!r}: its {what} holds characters that are not valid text "
+                    "(a lone surrogate, from a badly encoded file); re-save the file as UTF-8"
+                )
+
+
+def _is_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _stored_vectors(store: VectorStore) -> np.ndarray | None:
+    """All stored vectors, in row order, when the FAISS index keeps them exactly; else None."""
+    import faiss
+
+    try:
+        index = faiss.downcast_index(store.index)
+        if type(index).__name__ not in _EXACT_STORAGE:
+            return None
+        return np.asarray(index.reconstruct_n(0, len(store)), dtype=np.float32)
+    except (RuntimeError, AttributeError, TypeError):
+        return None
+
+
+def _reusable_vectors(
+    previous: FaqIndex | None, encoder: Encoder, precision: str
+) -> tuple[dict[str, np.ndarray], str | None]:
+    """``digest -> vector`` from an earlier index built by the same encoder, or why there is none."""
+    if previous is None:
+        return {}, None
+    differences = previous.identity.differences(encoder.identity)
+    if differences:
+        return {}, "the encoder settings changed (" + "; ".join(differences) + "); every text is embedded again"
+    if previous.manifest.precision != precision:
+        return {}, (
+            f"the previous index was computed in {previous.manifest.precision}, this run in {precision}; "
+            "every text is embedded again"
+        )
+    vectors = previous.stored_vectors()
+    if vectors is None:
+        return {}, f"the previous index ({previous.manifest.index_type}) does not keep exact vectors to reuse"
+    digests = previous.text_digests(encoder)
+    if digests is None:
+        return {}, "the previous index's rows do not match its entries; every text is embedded again"
+    return {digest: vectors[row] for row, digest in enumerate(digests)}, None
+
+
+def _embed_unique(
+    encoder: Encoder,
+    texts: Sequence[str],
+    digests: Sequence[str],
+    known: Mapping[str, np.ndarray],
+    cache: EmbeddingCache | None,
+    progress: bool,
+) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Vectors for distinct texts: known ones reused, cached ones resumed, the rest encoded.
+
+    Returns the vectors and (encoded, reused, resumed) counts. What is encoded
+    goes to the encoder in groups of equal token length (no padding, so a
+    vector depends on its text only) and, with a cache, to the cache every
+    :data:`CACHE_CHUNK` texts.
+    """
+    out = np.zeros((len(texts), encoder.dimension), dtype=np.float32)
+    cached = cache.load() if cache is not None else {}
+    todo: list[int] = []
+    reused = resumed = 0
+    for position, digest in enumerate(digests):
+        if digest in known:
+            out[position] = known[digest]
+            reused += 1
+        elif digest in cached:
+            out[position] = cached[digest]
+            resumed += 1
+        else:
+            todo.append(position)
+    bar = _progress_bar(len(todo), progress)
+    pending: list[int] = []
+    try:
+        for group in _encode_groups(encoder, [texts[i] for i in todo], piece=CACHE_CHUNK if cache else None):
+            positions = [todo[i] for i in group]
+            out[positions] = encoder.encode([texts[i] for i in positions])
+            bar.update(len(positions))
+            if cache is not None:
+                pending += positions
+                if len(pending) >= CACHE_CHUNK:
+                    cache.put([digests[i] for i in pending], out[pending])
+                    pending = []
+        if cache is not None and pending:
+            cache.put([digests[i] for i in pending], out[pending])
+    finally:
+        bar.close()
+    return out, (len(todo), reused, resumed)
+
+
+def _encode_groups(encoder: Encoder, texts: Sequence[str], piece: int | None) -> list[list[int]]:
+    """Positions of ``texts`` in encoder calls: equal token length per call (BERT), at most ``piece`` each."""
+    if not texts:
+        return []
+    groups: list[list[int]]
+    if isinstance(encoder, BertEncoder):
+        ids, _ = encoder.tokenize(texts)
+        by_length: dict[int, list[int]] = defaultdict(list)
+        for position, row in enumerate(ids):
+            by_length[len(row)].append(position)
+        groups = [by_length[n] for n in sorted(by_length)]
+    else:
+        groups = [list(range(len(texts)))]
+    if piece is None:
+        return groups
+    return [group[start : start + piece] for group in groups for start in range(0, len(group), piece)]
+
+
+class _Bar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, enabled: bool) -> _Bar:
+    """A tqdm bar on stderr when enabled, there is work, and stderr is a terminal; else a no-op."""
+    if not enabled or total == 0 or not sys.stderr.isatty() or os.environ.get("FAQ_SEARCH_NO_PROGRESS"):
+        return _Bar()
+    from tqdm import tqdm
+
+    bar: _Bar = tqdm(total=total, unit="text", desc="embedding", file=sys.stderr, leave=False)  # type: ignore[assignment]
+    return bar

@@ -63,8 +63,10 @@ class LexicalIndex:
         self._stemmer = _stemmer(self.settings.language)
         self._stopwords: str | list[str] = "english" if self.settings.language == "english" else []
         tokens = bm25s.tokenize(list(documents), stopwords=self._stopwords, stemmer=self._stemmer, show_progress=False)
-        self._bm25 = bm25s.BM25(k1=self.settings.k1, b=self.settings.b, method="lucene")
-        self._bm25.index(tokens, show_progress=False)
+        self._bm25: Any = None  # None when no document has a single term (all stop words, emoji or punctuation)
+        if tokens.vocab:
+            self._bm25 = bm25s.BM25(k1=self.settings.k1, b=self.settings.b, method="lucene")
+            self._bm25.index(tokens, show_progress=False)
 
     def scores(self, queries: Sequence[str]) -> np.ndarray:
         """float32 ``[len(queries), documents]``; zero where a query shares no term."""
@@ -74,10 +76,12 @@ class LexicalIndex:
             list(queries), stopwords=self._stopwords, stemmer=self._stemmer, show_progress=False, return_ids=False
         )
         out = np.zeros((len(queries), self.size), dtype=np.float32)
+        if self._bm25 is None:
+            return out
         for row, tokens in enumerate(tokenized):
             if tokens:
                 out[row] = self._bm25.get_scores(list(tokens))
-        return out
+        return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)  # degenerate corpora (k1=0, empty documents)
 
 
 def _stemmer(language: str) -> Any:

@@ -107,6 +107,11 @@ def _int(part: str, spec: str | int) -> int:
         ) from None
 
 
+ADAPTED_MODEL = "bundle:encoder"
+"""The ``model`` setting of a bundle that carries its own (adapted) encoder weights, under ``encoder/``."""
+ENCODER_DIR = "encoder"
+
+
 @dataclass(frozen=True)
 class EncoderSettings:
     """Everything that decides which vector a text gets. Persisted in every bundle."""

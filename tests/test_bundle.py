@@ -19,6 +19,7 @@ from faq_search.bundle import ENTRIES, MANIFEST, ROWS, VECTORS, read_bundle, wri
 from faq_search.corpus import FaqEntry
 from faq_search.engine import FaqIndex
 from faq_search.errors import BundleError, InputError, SettingsMismatchError
+from faq_search.settings import Fields
 from tests.conftest import FakeEncoder
 
 DATA_FILES = (VECTORS, ROWS, ENTRIES)
@@ -118,7 +119,10 @@ def test_bundle_files_are_json_and_faiss_not_pickle(saved: tuple[FaqIndex, Path]
         assert not (path / name).read_bytes().startswith(b"\x80")  # every pickle protocol >= 2 starts so
     json.loads((path / MANIFEST).read_bytes())
     rows = json.loads((path / ROWS).read_bytes())
-    assert set(rows) == {"entry", "field"}
+    assert set(rows) == {"entry", "field", "text_digest"}
+    assert rows["text_digest"] == [
+        engine.text_digest(t) for t in engine.embedding_rows(ENTRIES_A, Fields.QUESTION_ANSWER)[0]
+    ]
     assert rows["entry"] == [0, 0, 0, 1, 1, 2, 2, 3, 4, 4]
     q, a = "question", "answer"
     assert rows["field"] == [q, q, a, q, a, q, a, a, q, a]
@@ -324,10 +328,15 @@ def test_invalid_manifest_json(saved: tuple[FaqIndex, Path], text: str) -> None:
     assert "<bundle>/manifest.json is not valid JSON" in load_error(path)
 
 
+def write_manifest(path: Path, data: dict[str, object]) -> None:
+    """Write an edited manifest with a matching checksum, so the check under test is the one that fires."""
+    (path / MANIFEST).write_bytes(bundle.seal_manifest(data))
+
+
 def edit_manifest(path: Path, **changes: object) -> None:
     data = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     data.update(changes)
-    (path / MANIFEST).write_text(json.dumps(data), encoding="utf-8")
+    write_manifest(path, data)
 
 
 def test_a_newer_format_version(saved: tuple[FaqIndex, Path]) -> None:
@@ -356,7 +365,7 @@ def test_a_manifest_missing_a_field(saved: tuple[FaqIndex, Path], field: str) ->
     _, path = saved
     data = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     del data[field]
-    (path / MANIFEST).write_text(json.dumps(data), encoding="utf-8")
+    write_manifest(path, data)
     message = load_error(path)
     assert "<bundle>/manifest.json is missing or has a bad field" in message
     assert repr(field) in message
@@ -367,7 +376,7 @@ def test_a_manifest_that_does_not_list_a_file(saved: tuple[FaqIndex, Path], name
     _, path = saved
     data = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     del data["files"][name]
-    (path / MANIFEST).write_text(json.dumps(data), encoding="utf-8")
+    write_manifest(path, data)
     assert f"<bundle>/manifest.json lists no {name}" in load_error(path)
 
 

@@ -181,8 +181,8 @@ def test_properties() -> None:
 
 
 def test_unknown_index_type() -> None:
-    with pytest.raises(InputError, match=r"unknown index type 'hnsw'; use one of flat"):
-        VectorStore.build(np.eye(3, dtype=np.float32), [0, 1, 2], ["answer"] * 3, index_type="hnsw")
+    with pytest.raises(InputError, match=r"unknown index type 'annoy'; use one of flat, hnsw, ivf"):
+        VectorStore.build(np.eye(3, dtype=np.float32), [0, 1, 2], ["answer"] * 3, index_type="annoy")
 
 
 @pytest.mark.parametrize(
