@@ -7,7 +7,7 @@ defaults of ``faq-search adapt``), each scored on all of the set's queries
 time to adapt a 1,000-entry FAQ: the entries of both sets together, topped up
 to 1,000 with stackfaq answers asked by a second wording (a query of the set).
 
-    python benchmarks/adapt.py [--sets stackfaq covidfaq_jhu] [--epochs 1] [--no-timing]
+    python benchmarks/adapt.py [--sets stackfaq covidfaq_jhu] [--epochs N] [--no-timing]
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def thousand_entries() -> list[FaqEntry]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=None, help="default: faq-search adapt's automatic choice")
     parser.add_argument("--no-timing", action="store_true", help="skip the 1,000-entry timing run")
     args = parser.parse_args()
     settings = AdaptSettings(epochs=args.epochs)

@@ -15,7 +15,7 @@ Then the "no answer" threshold of the default index, calibrated for 90%
 precision on one half of the queries (with the other set's queries as
 negatives) and measured on the other half.
 
-    python benchmarks/quality.py            # both sets, about 5 minutes on 2 cores
+    python benchmarks/quality.py            # both sets, about 2 minutes on 2 quiet cores
     python benchmarks/quality.py --sets stackfaq
 """
 

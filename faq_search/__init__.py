@@ -29,6 +29,10 @@ _EXPORTS = {
     "Precision": "faq_search.settings",
     "Fields": "faq_search.settings",
     "LayerSpec": "faq_search.settings",
+    "HybridSettings": "faq_search.lexical",
+    "update_bundle": "faq_search.lifecycle",
+    "AdaptSettings": "faq_search.adapt",
+    "adapt_index": "faq_search.adapt",
     "FaqSearchError": "faq_search.errors",
     "InputError": "faq_search.errors",
     "ModelError": "faq_search.errors",
@@ -37,6 +41,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AdaptSettings",
     "BertEncoder",
     "BundleError",
     "Encoder",
@@ -45,6 +50,7 @@ __all__ = [
     "FaqIndex",
     "FaqSearchError",
     "Fields",
+    "HybridSettings",
     "InputError",
     "LayerSpec",
     "Match",
@@ -52,14 +58,19 @@ __all__ = [
     "Pooling",
     "Precision",
     "SettingsMismatchError",
+    "adapt_index",
     "read_faq",
+    "update_bundle",
 ]
 
 if TYPE_CHECKING:
+    from faq_search.adapt import AdaptSettings, adapt_index
     from faq_search.corpus import FaqEntry, read_faq
     from faq_search.encoder import BertEncoder, Encoder
     from faq_search.engine import FaqIndex, Match
     from faq_search.errors import BundleError, FaqSearchError, InputError, ModelError, SettingsMismatchError
+    from faq_search.lexical import HybridSettings
+    from faq_search.lifecycle import update_bundle
     from faq_search.settings import EncoderSettings, Fields, LayerSpec, Pooling, Precision
 
 

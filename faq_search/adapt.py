@@ -44,20 +44,23 @@ if TYPE_CHECKING:
 class AdaptSettings:
     """Training choices; recorded in the bundle's manifest."""
 
-    epochs: int = 1
+    epochs: int | None = None  # None: one pass, or about ``min_steps`` steps if that is more (<= max_auto_epochs)
     max_pairs: int | None = None
     time_budget: float | None = None  # seconds of training, then stop
     seed: int = 0
     batch_size: int = 32
-    learning_rate: float = 3e-5
+    learning_rate: float = 5e-5
     scale: float = 20.0  # cosine -> logits
     held_out: float = 0.1  # share of the distinct questions kept for the guard
     max_question_tokens: int = 64
     max_answer_tokens: int = 128
-    evaluations_per_epoch: int = 4
+    min_steps: int = 40  # small FAQs need several passes to move the encoder at this learning rate
+    max_auto_epochs: int = 10
+    evaluations: int = 8  # guard checks over the run (early stopping)
+    patience: int = 3  # checks without a better held-out score before stopping
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 2:
+        if (self.epochs is not None and self.epochs < 1) or self.batch_size < 2:
             raise InputError("adapt needs at least 1 epoch and a batch size of at least 2")
         if self.max_pairs is not None and self.max_pairs < 4:
             raise InputError("--max-pairs must be at least 4")
@@ -147,19 +150,25 @@ def adapt(
     torch.manual_seed(settings.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=0.01)
     batches_per_epoch = math.ceil(len(train) / settings.batch_size)
-    total = batches_per_epoch * settings.epochs
+    if settings.epochs is not None:
+        total = batches_per_epoch * settings.epochs
+    else:  # one pass, or about min_steps steps for a small FAQ (at most max_auto_epochs passes)
+        total = min(max(batches_per_epoch, settings.min_steps), batches_per_epoch * settings.max_auto_epochs)
+    epochs = math.ceil(total / batches_per_epoch)
     warmup = max(1, total // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup)))
     )
-    check_every = max(1, batches_per_epoch // settings.evaluations_per_epoch)
+    check_every = max(1, math.ceil(total / settings.evaluations))
     started = time.perf_counter()
     steps, stopped, stale = 0, "epochs", 0
     peak = _rss_mb()
     try:
-        for _epoch in range(settings.epochs):
+        for _epoch in range(epochs):
             order = rng.permutation(len(train))
             for start in range(0, len(order), settings.batch_size):
+                if steps >= total:
+                    break
                 batch = [train[i] for i in order[start : start + settings.batch_size]]
                 if len(batch) < 2:
                     continue
@@ -177,12 +186,13 @@ def adapt(
                 if steps % check_every == 0 or steps == total:
                     model.eval()
                     score = guard.score()
-                    if score > best + 1e-6:
-                        best, stale = score, 0
+                    if score > before and score >= best - 1e-9:  # a tie goes to the longer-trained weights
+                        stale = 0 if score > best + 1e-9 else stale + 1
+                        best = score
                         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                     else:
                         stale += 1
-                    if stale >= 2:
+                    if stale >= settings.patience:
                         stopped = "early stop"
                         break
                 if settings.time_budget is not None and time.perf_counter() - started > settings.time_budget:

@@ -629,8 +629,13 @@ def adapt(
         DEFAULT_INDEX
     ),
     epochs: Annotated[
-        int, typer.Option(min=1, help="Passes over the training pairs (early stopping may end sooner).")
-    ] = 1,
+        int | None,
+        typer.Option(
+            min=1,
+            help="Passes over the training pairs (early stopping may end sooner). "
+            "Default: enough for about 40 training steps, at most 10.",
+        ),
+    ] = None,
     max_pairs: Annotated[int | None, typer.Option(min=4, help="Train on at most this many pairs (sampled).")] = None,
     time_budget: Annotated[float | None, typer.Option(min=1, help="Stop training after this many seconds.")] = None,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same adapted encoder.")] = 0,

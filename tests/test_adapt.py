@@ -89,7 +89,7 @@ def test_the_guard_keeps_the_base_weights_when_training_hurts(sample_faq: Path) 
 @pytest.mark.model
 def test_the_same_seed_gives_the_same_weights(sample_faq: Path) -> None:
     entries = read_faq(sample_faq)
-    settings = AdaptSettings(max_pairs=16, batch_size=8, held_out=0.25, seed=7, evaluations_per_epoch=1)
+    settings = AdaptSettings(max_pairs=16, batch_size=8, held_out=0.25, seed=7, epochs=1)
     states = []
     for _ in range(2):
         encoder = BertEncoder(EncoderSettings())
@@ -108,10 +108,13 @@ def test_the_same_seed_gives_the_same_weights(sample_faq: Path) -> None:
         assert any(not torch.equal(before[n], states[-1][n]) for n in before), "training changed nothing"
     assert all(torch.equal(states[0][name], states[1][name]) for name in states[0])
 
-    reports = [adapt(BertEncoder(EncoderSettings()), entries, settings) for _ in range(2)]
+    encoders = [BertEncoder(EncoderSettings()) for _ in range(2)]
+    reports = [adapt(encoder, entries, settings) for encoder in encoders]
     fields = ("pairs", "held_out_questions", "steps", "before", "after", "kept", "stopped")
     first, second = ([getattr(r, f) for f in fields] for r in reports)
     assert first == second
+    adapted = [_state(encoder) for encoder in encoders]
+    assert all(torch.equal(adapted[0][name], adapted[1][name]) for name in adapted[0])
 
 
 def _fake_adapt(encoder: BertEncoder, *args: object, **kwargs: object) -> AdaptReport:
@@ -186,6 +189,9 @@ def test_check_and_cli_cover_the_adapted_encoder(
     assert "adapted" in info.stdout and "0.500 -> 0.750" in info.stdout
     asked = run("ask", "where is my parcel", "--index", str(out), "--json")
     assert asked.returncode == 0 and json.loads(asked.stdout)["matches"]
+    calibrated = run("calibrate", str(sample_faq.parent / "queries.csv"), "--index", str(out))
+    assert calibrated.returncode == 0, calibrated.stderr
+    assert FaqIndex.load(out).encoder_files().keys() == built.encoder_files().keys()
 
     weights = out / "encoder" / "model.safetensors"
     data = bytearray(weights.read_bytes())
