@@ -632,14 +632,27 @@ def _blas_threads(limit: int | None) -> contextlib.AbstractContextManager[Any]:
 
 
 def _scores(vectors: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """``vectors @ matrix.T``: on one BLAS thread for a few queries, else on torch's threads.
+    """``vectors @ matrix.T`` (float32), the fastest way measured here for the batch size.
 
-    A threaded numpy product would start OpenBLAS's own thread pool, whose
+    A few queries: FAISS's own inner-product kernel, one query at a time on
+    the calling thread (1.2 ms for 24,645 rows, against 2.7 ms for numpy on
+    one BLAS thread). Larger batches: torch's product, on the encoder's own
+    thread pool. A threaded numpy product would start OpenBLAS's pool, whose
     threads keep spinning after the product and take the CPUs from the
-    encoder's threads for the next batch (measured: a 32-question batch then
-    encodes at half speed). torch's product runs on the encoder's own pool.
+    encoder's threads (measured: a 32-question batch then encodes at half speed).
     """
-    if len(vectors) < 16 or "torch" not in sys.modules:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    if len(vectors) < 16:
+        import faiss
+
+        out = np.empty((len(vectors), len(matrix)), dtype=np.float32)
+        for row in range(len(vectors)):
+            faiss.fvec_inner_products_ny(
+                faiss.swig_ptr(out[row]), faiss.swig_ptr(vectors[row]), faiss.swig_ptr(matrix), *matrix.shape[::-1]
+            )
+        return out
+    if "torch" not in sys.modules:
         with _blas_threads(1):
             return vectors @ matrix.T
     import torch
