@@ -72,7 +72,7 @@ index.encoder
 mark("load the encoder (weights, hash, tokenizer)")
 if index.hybrid.enabled:
     index.lexical
-    mark("build the BM25 index (first ask with fusion)")
+    mark("read the stored BM25 index (first fused ask)")
 index.ask(sys.argv[2])
 mark("answer the question")
 last = started

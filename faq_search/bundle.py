@@ -10,8 +10,9 @@ Layout (format 1)::
                     and a digest of the text it embeds (for incremental updates)
     entries.jsonl   one FAQ entry per line (id, questions, answer, metadata)
 
-Further files may be listed in ``manifest.files`` (also in subdirectories,
-``adapter/model.safetensors``); they are verified and returned like the others.
+Further files may be listed in ``manifest.files``, also in subdirectories:
+``lexical/`` (the BM25 index, when fusion is on) and ``encoder/`` (an adapted
+encoder, safetensors); they are verified and returned like the others.
 
 No pickle anywhere: loading a bundle never executes code. Every byte is
 covered by a checksum: the data files by the SHA-256 in the manifest, the

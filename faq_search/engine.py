@@ -38,7 +38,7 @@ from faq_search.chunking import split_windows
 from faq_search.corpus import FaqEntry, read_faq
 from faq_search.encoder import BertEncoder, Encoder
 from faq_search.errors import BundleError, InputError, SettingsMismatchError
-from faq_search.lexical import HybridSettings, LexicalIndex, entry_document, fuse
+from faq_search.lexical import LEXICAL_DIR, HybridSettings, LexicalIndex, entry_document, fuse
 from faq_search.settings import ADAPTED_MODEL, ENCODER_DIR, EncoderIdentity, EncoderSettings, Fields, choice
 from faq_search.store import VectorStore
 
@@ -168,6 +168,7 @@ class FaqIndex:
         self._lock = threading.Lock()
         self.hybrid = HybridSettings.from_dict(manifest.hybrid)
         self._lexical: LexicalIndex | None = None
+        self._lexical_files: dict[str, bytes] | None = None  # a loaded bundle's BM25 index, read on first use
         self._dense_layout: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         if encoder is not None:
             self._check_encoder(encoder)
@@ -342,6 +343,7 @@ class FaqIndex:
             self.manifest = manifest
             self.row_digests = rebuilt.row_digests
             self._lexical = None
+            self._lexical_files = None
             self._dense_layout = None
             self.report = rebuilt.report
         if rebuilt.report is None:  # pragma: no cover - build always reports
@@ -380,6 +382,8 @@ class FaqIndex:
             ROWS: json.dumps(rows).encode("utf-8"),
             ENTRIES: entries.encode("utf-8"),
         }
+        if self.hybrid.enabled:
+            files.update({f"{LEXICAL_DIR}/{name}": data for name, data in self.lexical.to_files().items()})
         self.manifest = write_bundle(path, self.manifest, {**self.extra_files, **files})
         return Path(path)
 
@@ -426,7 +430,11 @@ class FaqIndex:
             not isinstance(digests, list) or len(digests) != len(store) or not all(isinstance(d, str) for d in digests)
         ):
             raise BundleError(f"{path}: the text digests in {ROWS} do not match its rows; rebuild the index")
-        extra = {name: data for name, data in files.items() if name not in DATA_FILES}
+        lexical_prefix = f"{LEXICAL_DIR}/"
+        lexical = {name[len(lexical_prefix) :]: data for name, data in files.items() if name.startswith(lexical_prefix)}
+        extra = {
+            name: data for name, data in files.items() if name not in DATA_FILES and not name.startswith(lexical_prefix)
+        }
         index = cls(
             entries,
             store,
@@ -438,6 +446,7 @@ class FaqIndex:
             extra_files=extra,
         )
         index.path = Path(path)
+        index._lexical_files = lexical or None
         return index
 
     # -- querying -----------------------------------------------------------
@@ -550,10 +559,13 @@ class FaqIndex:
         """BM25 over each entry's embedded fields, built on first use."""
         if self._lexical is None:
             with self._lock:
+                if self._lexical is None and self._lexical_files:
+                    self._lexical = LexicalIndex.from_files(self._lexical_files, len(self.entries), self.hybrid)
                 if self._lexical is None:
                     with_questions = QUESTION in self.manifest.fields
                     documents = [entry_document(e.questions if with_questions else (), e.answer) for e in self.entries]
                     self._lexical = LexicalIndex(documents, self.hybrid)
+                self._lexical_files = None
         return self._lexical
 
     def dense_entry_scores(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -648,7 +660,7 @@ def _scores(vectors: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
         out = np.empty((len(vectors), len(matrix)), dtype=np.float32)
         for row in range(len(vectors)):
-            faiss.fvec_inner_products_ny(
+            faiss.fvec_inner_products_ny(  # type: ignore[attr-defined]
                 faiss.swig_ptr(out[row]), faiss.swig_ptr(vectors[row]), faiss.swig_ptr(matrix), *matrix.shape[::-1]
             )
         return out

@@ -54,6 +54,11 @@ class FakeEncoder:
         return out
 
 
+def tree(path: Path) -> dict[str, bytes]:
+    """Every file under ``path`` by relative name (a bundle keeps its BM25 index in lexical/)."""
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
 @pytest.fixture
 def fake_encoder() -> FakeEncoder:
     return FakeEncoder()

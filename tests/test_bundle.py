@@ -19,8 +19,9 @@ from faq_search.bundle import ENTRIES, MANIFEST, ROWS, VECTORS, read_bundle, wri
 from faq_search.corpus import FaqEntry
 from faq_search.engine import FaqIndex
 from faq_search.errors import BundleError, InputError, SettingsMismatchError
+from faq_search.lexical import HybridSettings, LexicalIndex
 from faq_search.settings import Fields
-from tests.conftest import FakeEncoder
+from tests.conftest import FakeEncoder, tree
 
 DATA_FILES = (VECTORS, ROWS, ENTRIES)
 
@@ -86,7 +87,9 @@ def test_save_accepts_a_string_path_and_creates_parents(tmp_path: Path, fake_enc
 
 def test_bundle_files_and_manifest(saved: tuple[FaqIndex, Path]) -> None:
     index, path = saved
-    assert sorted(p.name for p in path.iterdir()) == sorted([MANIFEST, *DATA_FILES])
+    lexical = sorted(name for name in tree(path) if name.startswith("lexical/"))
+    assert "lexical/vocab.index.json" in lexical and "lexical/data.csc.index.npy" in lexical  # BM25, fusion is on
+    assert sorted(tree(path)) == sorted([MANIFEST, *DATA_FILES, *lexical])
     manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     assert manifest["format"] == "faq-search bundle"
     assert manifest["format_version"] == 1
@@ -106,8 +109,8 @@ def test_bundle_files_and_manifest(saved: tuple[FaqIndex, Path]) -> None:
     assert manifest["index_type"] == "flat"
     assert manifest["min_score"] is None
     assert manifest["created"]
-    assert set(manifest["files"]) == set(DATA_FILES)
-    for name in DATA_FILES:
+    assert set(manifest["files"]) == {*DATA_FILES, *lexical}
+    for name in manifest["files"]:
         data = (path / name).read_bytes()
         assert manifest["files"][name] == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
     assert index.manifest.files == manifest["files"]  # save() keeps the manifest as written
@@ -148,8 +151,8 @@ def test_loading_never_unpickles(saved: tuple[FaqIndex, Path], monkeypatch: pyte
 def test_read_bundle_returns_verified_contents(saved: tuple[FaqIndex, Path]) -> None:
     _, path = saved
     manifest, files = read_bundle(path)
-    assert set(files) == set(DATA_FILES)
-    assert all(files[name] == (path / name).read_bytes() for name in DATA_FILES)
+    assert files == {name: data for name, data in tree(path).items() if name != MANIFEST}
+    assert set(DATA_FILES) < set(files)
     assert manifest.entry_count == 5 and manifest.fields == ("question", "answer")
 
 
@@ -176,14 +179,14 @@ def test_crash_before_swap_keeps_the_previous_bundle(
 ) -> None:
     old_index, path = saved
     before = answers(FaqIndex.load(path, encoder=FakeEncoder()))
-    old_bytes = {p.name: p.read_bytes() for p in path.iterdir()}
+    old_bytes = tree(path)
     seen: list[Path] = []
 
     def crash(temp: Path) -> None:
         seen.append(temp)
         # the new bundle is complete in the temporary sibling when the crash happens
         assert temp.parent == path.parent and temp.name.startswith(".bundle.tmp-")
-        assert sorted(p.name for p in temp.iterdir()) == sorted([MANIFEST, *DATA_FILES])
+        assert set(tree(temp)) > {MANIFEST, *DATA_FILES}
         raise RuntimeError("simulated crash")
 
     monkeypatch.setattr(engine, "write_bundle", functools.partial(write_bundle, before_swap=crash))
@@ -194,7 +197,7 @@ def test_crash_before_swap_keeps_the_previous_bundle(
     assert len(seen) == 1
     assert not seen[0].exists()
     assert temp_dirs(path.parent) == []  # no temporary directory left behind
-    assert {p.name: p.read_bytes() for p in path.iterdir()} == old_bytes
+    assert tree(path) == old_bytes
     loaded = FaqIndex.load(path, encoder=FakeEncoder())
     assert loaded.entries == ENTRIES_A
     assert answers(loaded) == before == answers(old_index)
@@ -429,3 +432,47 @@ def test_loading_with_an_encoder_of_other_settings(saved: tuple[FaqIndex, Path])
     assert "layer '-2' != '-1'" in str(info.value)
     assert "max_seq_len 256 != 128" in str(info.value)
     assert "pooling" not in str(info.value)
+
+
+# -- the stored BM25 index -----------------------------------------------------------
+
+
+def test_a_loaded_bundle_uses_its_stored_bm25_index(
+    saved: tuple[FaqIndex, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index, path = saved
+    expected = answers(index)
+
+    def no_rebuild(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the BM25 index was rebuilt from the entries")
+
+    monkeypatch.setattr(LexicalIndex, "__init__", no_rebuild)
+    loaded = FaqIndex.load(path, encoder=FakeEncoder())
+    assert answers(loaded) == expected
+    assert all(m.lexical is not None for m in loaded.ask("return an item", k=3))
+
+
+def test_stored_bm25_files_that_do_not_fit_are_rebuilt(saved: tuple[FaqIndex, Path]) -> None:
+    index, path = saved
+    files = {n[len("lexical/") :]: d for n, d in tree(path).items() if n.startswith("lexical/")}
+    assert LexicalIndex.from_files(files, len(ENTRIES_A), index.hybrid) is not None
+    assert LexicalIndex.from_files(files, len(ENTRIES_A) + 1, index.hybrid) is None  # other documents
+    assert LexicalIndex.from_files(files, len(ENTRIES_A), HybridSettings(k1=0.9)) is None  # other parameters
+    broken = {**files, "vocab.index.json": b"{not json"}
+    assert LexicalIndex.from_files(broken, len(ENTRIES_A), index.hybrid) is None
+
+
+def test_an_upsert_saves_a_fresh_bm25_index(saved: tuple[FaqIndex, Path]) -> None:
+    _, path = saved
+    loaded = FaqIndex.load(path, encoder=FakeEncoder())
+    loaded.upsert([FaqEntry("new-1", "Zebra stripes are unique.", ("zebra stripes",))])
+    loaded.save(path)
+    again = FaqIndex.load(path, encoder=FakeEncoder())
+    top = again.ask("zebra stripes", k=1)[0]
+    assert top.entry.id == "new-1" and top.lexical is not None and top.lexical > 0
+    assert answers(again) == answers(FaqIndex.build([*ENTRIES_A, *again.entries[5:]], encoder=FakeEncoder()))
+
+
+def test_a_dense_only_bundle_stores_no_bm25_index(tmp_path: Path, fake_encoder: FakeEncoder) -> None:
+    path = FaqIndex.build(ENTRIES_A, encoder=fake_encoder, hybrid=HybridSettings(weight=0)).save(tmp_path / "b")
+    assert sorted(tree(path)) == sorted([MANIFEST, *DATA_FILES])

@@ -24,7 +24,7 @@ from faq_search.cache import EmbeddingCache
 from faq_search.corpus import FaqEntry
 from faq_search.engine import FaqIndex
 from faq_search.errors import BundleError
-from tests.conftest import DATA, REPO, FakeEncoder
+from tests.conftest import DATA, REPO, FakeEncoder, tree
 
 BUNDLE_FILES = (MANIFEST, VECTORS, ROWS, ENTRIES)
 SMALL = [
@@ -92,7 +92,7 @@ def test_a_full_disk_while_writing_leaves_the_old_bundle_and_gives_one_line(
 
     path = tmp_path / "bundle"
     FaqIndex.build(SMALL, encoder=FakeEncoder()).save(path)
-    before = {p.name: p.read_bytes() for p in path.iterdir()}
+    before = tree(path)
 
     def full(where: Path, data: bytes) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(where))
@@ -101,7 +101,7 @@ def test_a_full_disk_while_writing_leaves_the_old_bundle_and_gives_one_line(
     with pytest.raises(InputError) as info:
         FaqIndex.build(SMALL[:2], encoder=FakeEncoder()).save(path)
     assert "No space left on device" in str(info.value) and "\n" not in str(info.value)
-    assert {p.name: p.read_bytes() for p in path.iterdir()} == before
+    assert tree(path) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
 
 
