@@ -7,7 +7,33 @@ window; each window is a row of the index, and the entry scores its best row.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+
+def special_tokens(tokenizer: Any) -> int:
+    """How many special tokens ([CLS], [SEP]) the model adds to one text."""
+    if hasattr(tokenizer, "encode_batch"):  # a bare tokenizers.Tokenizer
+        processor = tokenizer.post_processor
+        return 0 if processor is None else int(processor.num_special_tokens_to_add(False))
+    return int(tokenizer.num_special_tokens_to_add(pair=False))
+
+
+def piece_counts(tokenizer: Any, texts: Sequence[str]) -> list[int]:
+    """Word pieces of each text, without special tokens or truncation."""
+    if hasattr(tokenizer, "encode_batch"):
+        return [len(e.ids) for e in tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+    encoded = tokenizer(list(texts), add_special_tokens=False, truncation=False)
+    return [len(ids) for ids in encoded["input_ids"]]
+
+
+def _pieces(tokenizer: Any, text: str) -> tuple[list[tuple[int, int]], list[int | None]]:
+    """Character offsets and word index of each word piece of ``text``."""
+    if hasattr(tokenizer, "encode_batch"):
+        encoding = tokenizer.encode(text, add_special_tokens=False)
+        return list(encoding.offsets), list(encoding.word_ids)
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False)
+    return list(encoded["offset_mapping"]), list(encoded.word_ids())
 
 
 def split_windows(tokenizer: Any, text: str, max_seq_len: int, overlap: float = 0.25) -> list[str]:
@@ -15,13 +41,13 @@ def split_windows(tokenizer: Any, text: str, max_seq_len: int, overlap: float = 
 
     Windows start and end on word boundaries (never inside a word's pieces) and
     cover the whole text; consecutive windows share about ``overlap`` of a window.
+    ``tokenizer`` is transformers' fast tokenizer or a bare ``tokenizers.Tokenizer``
+    without truncation (the same pieces, offsets and words).
     """
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False)
-    offsets: list[tuple[int, int]] = encoded["offset_mapping"]
-    budget = max_seq_len - tokenizer.num_special_tokens_to_add(pair=False)
+    offsets, words = _pieces(tokenizer, text)
+    budget = max_seq_len - special_tokens(tokenizer)
     if len(offsets) <= budget:
         return [text]
-    words = encoded.word_ids()
     step = max(1, int(budget * (1.0 - overlap)))
     windows: list[str] = []
     start = 0

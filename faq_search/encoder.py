@@ -199,6 +199,7 @@ class BertEncoder:
         self._load_lock = threading.Lock()
         self._hf_tokenizer: Any = None
         self._fast: tokenizers.Tokenizer | None = None
+        self._window_tokenizer: tokenizers.Tokenizer | None = None
         self._hf_model: Any = None
         self.lean: Any = None  # a LeanBert when the model is a plain BERT
 
@@ -289,6 +290,26 @@ class BertEncoder:
         config: Any = model.config
         config.num_hidden_layers = needed
         return needed
+
+    @property
+    def window_tokenizer(self) -> Any:
+        """A tokenizer without truncation, for measuring and splitting long texts into windows.
+
+        The bare ``tokenizers`` one where it tokenizes as transformers would
+        (importing transformers costs seconds), else transformers' own.
+        """
+        if self._fast is None:
+            return self.tokenizer
+        if self._window_tokenizer is None:
+            with self._load_lock:
+                if self._window_tokenizer is None:
+                    import tokenizers
+
+                    clone = tokenizers.Tokenizer.from_str(self._fast.to_str())
+                    clone.no_truncation()
+                    clone.no_padding()
+                    self._window_tokenizer = clone
+        return self._window_tokenizer
 
     @property
     def tokenizer(self) -> Any:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from faq_search.bundle import DATA_FILES, ENTRIES, ROWS, VECTORS, Manifest, now_iso, read_bundle, write_bundle
-from faq_search.chunking import split_windows
+from faq_search.chunking import piece_counts, special_tokens, split_windows
 from faq_search.corpus import FaqEntry, read_faq
 from faq_search.encoder import BertEncoder, Encoder
 from faq_search.errors import BundleError, InputError, SettingsMismatchError
@@ -696,15 +696,14 @@ class _WindowSplitter:
         if not texts:
             return []
         with self.lock:
-            encoded = self.tokenizer(list(texts), add_special_tokens=False, truncation=False)
-            budget = self.window - self.tokenizer.num_special_tokens_to_add(pair=False)
-        lengths = [len(ids) for ids in encoded["input_ids"]]
+            lengths = piece_counts(self.tokenizer, texts)
+            budget = self.window - special_tokens(self.tokenizer)
         return [self(text) if n > budget else [text] for text, n in zip(texts, lengths, strict=True)]
 
 
 def window_splitter(encoder: Encoder) -> Callable[[str], list[str]] | None:
     """A long-text splitter for encoders that expose a tokenizer and a window; None for others."""
-    tokenizer = getattr(encoder, "tokenizer", None)
+    tokenizer = getattr(encoder, "window_tokenizer", None) or getattr(encoder, "tokenizer", None)
     settings = getattr(encoder, "settings", None)
     if tokenizer is None or not isinstance(settings, EncoderSettings):
         return None

@@ -201,3 +201,23 @@ def test_bad_settings_are_refused() -> None:
         BertEncoder(EncoderSettings(max_seq_len=1024))
     with pytest.raises(ModelError, match="not found"):
         BertEncoder(EncoderSettings(model="./no/such/model-dir"))
+
+
+@pytest.mark.model
+def test_windows_from_the_bare_tokenizer_equal_transformers_windows(real_encoder: BertEncoder) -> None:
+    from faq_search.chunking import piece_counts, special_tokens, split_windows
+
+    bare, full = real_encoder.window_tokenizer, real_encoder.tokenizer
+    assert bare is not full and hasattr(bare, "encode_batch")  # the path that avoids importing transformers
+    texts = [
+        "Short one.",
+        " ".join(f"Größe {n}: Ünïcödé façade naïve café — emoji 🚚📦 and 東京 words, step {n}." for n in range(40)),
+        "Returns are free within 30 days. " * 60,
+        "supercalifragilisticexpialidocious " * 50,
+    ]
+    assert special_tokens(bare) == special_tokens(full) == 2
+    assert piece_counts(bare, texts) == piece_counts(full, texts)
+    assert max(piece_counts(bare, texts)) > 256  # no truncation on either side
+    for text in texts:
+        assert split_windows(bare, text, 64) == split_windows(full, text, 64)
+    assert len(split_windows(bare, texts[1], 64)) > 1
