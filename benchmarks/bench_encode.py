@@ -12,6 +12,7 @@ counted once; both timings include tokenization and pooling.
 
     python benchmarks/bench_encode.py                 # layers -2 (default) and -1, 5 rounds each
     python benchmarks/bench_encode.py --layers -1 --rounds 9 --threads 2
+    python benchmarks/bench_encode.py --column question --layers -2   # short texts
 """
 
 from __future__ import annotations
@@ -74,7 +75,10 @@ def linear_flops_per_token(hidden: int, intermediate: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", default="stackfaq", help="folder under ../shared/data (its faq.csv answers)")
+    parser.add_argument("--set", default="stackfaq", help="folder under ../shared/data")
+    parser.add_argument(
+        "--column", default="answer", help="faq.csv column to encode (question: short texts, distinct ones)"
+    )
     parser.add_argument("--layers", nargs="+", default=["-2", "-1"], help="our encoder's layer settings to compare")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per layer (after one warm-up)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -91,11 +95,12 @@ def main() -> None:
     from faq_search.encoder import BertEncoder, resolve_model
     from faq_search.settings import EncoderSettings
 
-    texts = pd.read_csv(SHARED / args.set / "faq.csv")["answer"].astype(str).tolist()[: args.limit]
+    column = pd.read_csv(SHARED / args.set / "faq.csv")[args.column].dropna().astype(str)
+    texts = list(dict.fromkeys(column))[: args.limit]
     path, name = resolve_model("default")
     st = SentenceTransformer(path, device="cpu")
     print(f"machine: {machine()}")
-    print(f"texts: {len(texts)} answers of {args.set}; model {name}; sentence-transformers encode(batch_size=32)")
+    print(f"texts: {len(texts)} distinct {args.column}s of {args.set}; model {name}; sentence-transformers encode(batch_size=32)")
     ceilings = {dtype: matmul_ceiling(dtype) for dtype in ("bfloat16", "float32")}
     print(
         f"matmul ceiling here: bf16 {ceilings['bfloat16']:.0f} GFLOP/s, fp32 {ceilings['float32']:.0f} GFLOP/s "

@@ -374,10 +374,35 @@ class Block(nn.Module):
         channels = qkv.shape[-1] // 3
         grid = (qkv if padded else layout.pad(qkv)).view(batch, width, 3, heads, channels // heads)
         query, key, value = grid.permute(2, 0, 3, 1, 4).unbind(0)
+        if width <= _SHORT_ATTENTION and batch >= _SHORT_ATTENTION_BATCH and not torch.is_grad_enabled():
+            context = _short_attention(query, key, value, layout.key_mask, scale)
+            return layout.unpad(context.transpose(1, 2).reshape(batch * width, channels))
         context = F.scaled_dot_product_attention(
             query, key, value, attn_mask=layout.key_mask, dropout_p=dropout, scale=scale
         )
         return layout.unpad(context.transpose(1, 2).reshape(batch * width, channels))
+
+
+# For batches of many short texts, attention as two batched matmuls beats torch's fused CPU kernel,
+# whose per-block overhead dominates there (measured here: 2x faster at 64 texts of 16 tokens, even at
+# 32 texts of 64); for a few texts, as when one question is asked, the fused kernel is faster.
+_SHORT_ATTENTION = 64
+_SHORT_ATTENTION_BATCH = 24
+
+
+def _short_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_mask: torch.Tensor | None, scale: float | None
+) -> torch.Tensor:
+    """Softmax attention on ``[batch, heads, width, channels]`` tensors, the softmax in float32."""
+    scores = torch.matmul(query, key.transpose(-1, -2))
+    if scale is not None and scale != 1.0:
+        scores = scores * scale
+    elif scale is None:
+        scores = scores * query.shape[-1] ** -0.5
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask, float("-inf"))
+    weights = scores.softmax(-1, dtype=torch.float32).to(value.dtype)
+    return torch.matmul(weights, value)
 
 
 def _activation(values: torch.Tensor, name: str) -> torch.Tensor:

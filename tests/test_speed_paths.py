@@ -201,14 +201,21 @@ def test_the_weights_hash_is_transformers_state_dict_hash(real_encoder) -> None:
     assert type(real_encoder.model).__name__ == "LeanBert"
 
 
+# Three texts take torch's fused attention kernel; thirty short ones the batched-matmul path (bert._short_attention).
+_FEW = ["short", "a somewhat longer sentence about parcels and refunds", "hi there"]
+_MANY_SHORT = [f"question {n}: where is parcel number {n * 7919}?" + " please" * (n % 5) for n in range(30)]
+
+
 @pytest.mark.model
-def test_hidden_states_equal_transformers_layer_by_layer(real_encoder) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("texts", [_FEW, _MANY_SHORT], ids=["fused-kernel", "batched-matmuls"])
+def test_hidden_states_equal_transformers_layer_by_layer(real_encoder, texts: list[str]) -> None:  # type: ignore[no-untyped-def]
     import torch
     import transformers
 
+    from faq_search.bert import _SHORT_ATTENTION_BATCH
     from faq_search.encoder import resolve_model
 
-    texts = ["short", "a somewhat longer sentence about parcels and refunds", "hi there"]
+    assert (len(texts) >= _SHORT_ATTENTION_BATCH) == (texts is _MANY_SHORT)
     ids, _ = real_encoder.tokenize(texts)
     states, mask = real_encoder.hidden_states(ids)
     assert len(states) == real_encoder.blocks_run + 1
