@@ -169,7 +169,7 @@ class FaqIndex:
         self.hybrid = HybridSettings.from_dict(manifest.hybrid)
         self._lexical: LexicalIndex | None = None
         self._lexical_files: dict[str, bytes] | None = None  # a loaded bundle's BM25 index, read on first use
-        self._dense_layout: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._dense_layout: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         if encoder is not None:
             self._check_encoder(encoder)
 
@@ -568,10 +568,15 @@ class FaqIndex:
                 self._lexical_files = None
         return self._lexical
 
-    def dense_entry_scores(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact cosine of every entry (max over its rows) and every row, for a flat index.
+    def dense_entry_scores(self, vectors: np.ndarray) -> np.ndarray:
+        """Exact cosine of every entry (max over its rows) for a flat index: ``[q, entries]``."""
+        return self._dense_scores(vectors)[0]
 
-        Returns ``(entry_scores [q, entries], row_scores [q, rows])``.
+    def _dense_scores(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(entry_scores [q, entries], row_scores [q, rows])``, the rows grouped by entry.
+
+        Entry ``e``'s rows are ``row_scores[:, starts[e]:ends[e]]``, store rows
+        ``order[starts[e]:ends[e]]`` (``order, starts, ends = self._dense_layout[1:]``).
         """
         if self._dense_layout is None:
             with self._lock:
@@ -579,28 +584,26 @@ class FaqIndex:
                     matrix = self.store.index.reconstruct_n(0, len(self.store))
                     order = np.argsort(self.store.row_entry, kind="stable")
                     starts = np.searchsorted(self.store.row_entry[order], np.arange(len(self.entries)))
-                    self._dense_layout = (np.ascontiguousarray(matrix[order]), order, starts)
-        matrix, order, starts = self._dense_layout
-        by_entry = _scores(vectors, matrix)  # rows grouped by entry
-        row_scores = np.empty_like(by_entry)
-        row_scores[:, order] = by_entry
-        return np.maximum.reduceat(by_entry, starts, axis=1), row_scores
+                    ends = np.append(starts[1:], len(order))
+                    self._dense_layout = (np.ascontiguousarray(matrix[order]), order, starts, ends)
+        matrix, _, starts, _ = self._dense_layout
+        row_scores = _scores(vectors, matrix)
+        return np.maximum.reduceat(row_scores, starts, axis=1), row_scores
 
     def _hybrid_search(self, vectors: np.ndarray, questions: Sequence[str], k: int) -> list[list[_Ranked]]:
         """Fused ranking: exact over all entries for a flat index, over a dense candidate pool otherwise."""
         lexical = self.lexical.scores(questions)
         out: list[list[_Ranked]] = []
         if self.manifest.index_type == "flat":
-            dense, row_scores = self.dense_entry_scores(vectors)
+            dense, row_scores = self._dense_scores(vectors)
             fused = fuse(dense, lexical, self.hybrid.weight)
-            _, order, starts = self._dense_layout  # type: ignore[misc]
-            ends = np.append(starts[1:], len(order))
+            _, order, starts, ends = self._dense_layout  # type: ignore[misc]
             for q in range(len(questions)):
                 top = _top_k(fused[q], k)
                 hits: list[_Ranked] = []
                 for entry in top.tolist():
-                    rows = order[starts[entry] : ends[entry]]
-                    row = int(rows[np.argmax(row_scores[q, rows])])
+                    start = int(starts[entry])
+                    row = int(order[start + int(np.argmax(row_scores[q, start : ends[entry]]))])
                     hits.append((entry, float(fused[q, entry]), float(dense[q, entry]), float(lexical[q, entry]), row))
                 out.append(hits)
             return out
@@ -656,13 +659,9 @@ def _scores(vectors: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     if len(vectors) < 16:
-        import faiss
-
         out = np.empty((len(vectors), len(matrix)), dtype=np.float32)
         for row in range(len(vectors)):
-            faiss.fvec_inner_products_ny(  # type: ignore[attr-defined]
-                faiss.swig_ptr(out[row]), faiss.swig_ptr(vectors[row]), faiss.swig_ptr(matrix), *matrix.shape[::-1]
-            )
+            _inner_products(out[row], vectors[row], matrix)
         return out
     if "torch" not in sys.modules:
         with _blas_threads(1):
@@ -670,6 +669,15 @@ def _scores(vectors: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     import torch
 
     return (torch.from_numpy(np.ascontiguousarray(vectors)) @ torch.from_numpy(matrix).T).numpy()
+
+
+def _inner_products(out: np.ndarray, vector: np.ndarray, matrix: np.ndarray) -> None:
+    """``out[:] = matrix @ vector`` with FAISS's kernel (releases the GIL); all float32 and C-contiguous."""
+    import faiss
+
+    faiss.fvec_inner_products_ny(  # type: ignore[attr-defined]
+        faiss.swig_ptr(out), faiss.swig_ptr(vector), faiss.swig_ptr(matrix), matrix.shape[1], matrix.shape[0]
+    )
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
