@@ -100,7 +100,10 @@ def main() -> None:
     path, name = resolve_model("default")
     st = SentenceTransformer(path, device="cpu")
     print(f"machine: {machine()}")
-    print(f"texts: {len(texts)} distinct {args.column}s of {args.set}; model {name}; sentence-transformers encode(batch_size=32)")
+    print(
+        f"texts: {len(texts)} distinct {args.column}s of {args.set}; model {name}; "
+        "sentence-transformers encode(batch_size=32)"
+    )
     ceilings = {dtype: matmul_ceiling(dtype) for dtype in ("bfloat16", "float32")}
     print(
         f"matmul ceiling here: bf16 {ceilings['bfloat16']:.0f} GFLOP/s, fp32 {ceilings['float32']:.0f} GFLOP/s "
