@@ -366,9 +366,9 @@ class Block(nn.Module):
         dropout: float = 0.0,
         padded: bool = False,
     ) -> torch.Tensor:
-        """Self-attention on the padded grid (torch's fused kernel); returns real-token rows.
+        """Self-attention on the padded grid (torch's fused kernel, or batched matmuls for many short texts).
 
-        ``qkv`` holds real-token rows, or the padded grid's rows when ``padded``.
+        ``qkv`` holds real-token rows, or the padded grid's rows when ``padded``; returns real-token rows.
         """
         batch, width, heads = layout.batch, layout.width, self.shape.num_heads
         channels = qkv.shape[-1] // 3
