@@ -437,7 +437,7 @@ RelevantColumn = Annotated[
 ]
 NegativesFile = Annotated[
     Path | None,
-    typer.Option(help="File of questions this FAQ cannot answer (column 'query', or its only column)."),
+    typer.Option(help="File of questions this FAQ cannot answer (the --query-column column, or its only column)."),
 ]
 
 
@@ -471,7 +471,7 @@ def eval_command(
         labelled = read_queries(
             queries, query_column=query_column, relevant_column=relevant_column, known_ids=[e.id for e in faq.entries]
         )
-        negative_questions = read_questions(negatives) if negatives else []
+        negative_questions = read_questions(negatives, query_column=query_column) if negatives else []
         evaluation = run(faq, labelled, negative_questions)
         rows = threshold_rows(evaluation, display_thresholds(evaluation))
         if plot:
@@ -516,7 +516,7 @@ def calibrate(
         labelled = read_queries(
             queries, query_column=query_column, relevant_column=relevant_column, known_ids=[e.id for e in faq.entries]
         )
-        negative_questions = read_questions(negatives) if negatives else []
+        negative_questions = read_questions(negatives, query_column=query_column) if negatives else []
         row = pick_threshold(run(faq, labelled, negative_questions), target_precision)
         faq.set_min_score(round(row.threshold, 6))
         faq.save(index_dir)

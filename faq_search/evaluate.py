@@ -54,9 +54,15 @@ def read_queries(
     path = Path(path)
     frame = read_table(path)
     columns = [str(c) for c in frame.columns]
-    for role, name in (("query", query_column), ("relevant ids", relevant_column)):
+    for role, name, option in (
+        ("query", query_column, "--query-column"),
+        ("relevant ids", relevant_column, "--relevant-column"),
+    ):
         if name not in columns:
-            raise InputError(f"{path.name}: no {role} column {name!r}; the columns are {', '.join(map(repr, columns))}")
+            raise InputError(
+                f"{path.name}: no {role} column {name!r}; the columns are {', '.join(map(repr, columns))}; "
+                f"choose one with {option}"
+            )
     queries: list[LabelledQuery] = []
     for row, (text, ids) in enumerate(zip(frame[query_column], frame[relevant_column], strict=True), start=2):
         relevant = frozenset(part.strip() for part in str(ids).split(separator) if part.strip())
@@ -80,7 +86,8 @@ def read_questions(path: str | Path, *, query_column: str = "query") -> list[str
     column = query_column if query_column in columns else (columns[0] if len(columns) == 1 else None)
     if column is None:
         raise InputError(
-            f"{path.name}: no question column {query_column!r}; the columns are {', '.join(map(repr, columns))}"
+            f"{path.name}: no question column {query_column!r}; the columns are {', '.join(map(repr, columns))}; "
+            "choose one with --query-column"
         )
     questions = [str(v).strip() for v in frame[column].tolist() if str(v).strip()]
     if not questions:

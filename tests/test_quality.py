@@ -182,8 +182,14 @@ def test_read_queries_and_unknown_ids(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "needle"),
     [
-        ("question,relevant_ids\nx,ship\n", "no query column 'query'"),
-        ("query,ids\nx,ship\n", "no relevant ids column 'relevant_ids'"),
+        (
+            "question,relevant_ids\nx,ship\n",
+            "no query column 'query'; the columns are 'question', 'relevant_ids'; choose one with --query-column",
+        ),
+        (
+            "query,ids\nx,ship\n",
+            "no relevant ids column 'relevant_ids'; the columns are 'query', 'ids'; choose one with --relevant-column",
+        ),
         ("query,relevant_ids\nx,\n", "row 2 has an empty query or no relevant id"),
     ],
 )
@@ -201,8 +207,9 @@ def test_read_questions_takes_the_query_column_or_the_only_one(tmp_path: Path) -
     assert read_questions(one) == ["hello", "bye"]
     two = tmp_path / "two.csv"
     two.write_text("a,b\nx,y\n", encoding="utf-8")
-    with pytest.raises(InputError, match="no question column"):
+    with pytest.raises(InputError, match=r"no question column 'query'.*choose one with --query-column"):
         read_questions(two)
+    assert read_questions(two, query_column="b") == ["y"]
 
 
 def test_run_on_the_sample_faq_with_the_fake_encoder() -> None:
