@@ -52,12 +52,13 @@ class AdaptSettings:
     learning_rate: float = 5e-5
     scale: float = 20.0  # cosine -> logits
     held_out: float = 0.1  # share of the distinct questions kept for the guard
+    guard_answers: int = 300  # the guard ranks against the held-out answers and at most this many others
     max_question_tokens: int = 64
     max_answer_tokens: int = 128
-    min_steps: int = 40  # small FAQs need several passes to move the encoder at this learning rate
-    max_auto_epochs: int = 10
+    min_steps: int = 90  # FAQs of a few hundred pairs need several passes to move the encoder at this rate
+    max_auto_epochs: int = 50
     evaluations: int = 8  # guard checks over the run (early stopping)
-    patience: int = 3  # checks without a better held-out score before stopping
+    patience: int = 3  # checks in a row more than a standard error below the best score before stopping
 
     def __post_init__(self) -> None:
         if (self.epochs is not None and self.epochs < 1) or self.batch_size < 2:
@@ -66,6 +67,8 @@ class AdaptSettings:
             raise InputError("--max-pairs must be at least 4")
         if not 0.0 < self.held_out < 0.5:
             raise InputError("the held-out share must be between 0 and 0.5")
+        if self.guard_answers < 1:
+            raise InputError("the guard needs at least 1 other answer to rank against")
 
 
 @dataclass(frozen=True)
@@ -141,12 +144,13 @@ def adapt(
     train = [p for p in pairs if p.question not in held]
     if settings.max_pairs is not None and len(train) > settings.max_pairs:
         train = [train[i] for i in sorted(rng.permutation(len(train))[: settings.max_pairs])]
-    guard = _Guard(encoder, entries, [p for p in pairs if p.question in held])
+    guard_rng = np.random.default_rng((settings.seed, 1))  # its own stream: the training order stays as it was
+    guard = _Guard(encoder, entries, [p for p in pairs if p.question in held], settings.guard_answers, guard_rng)
 
     model = encoder.model
     base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     before = guard.score()
-    best, best_state = before, None
+    best, best_error, kept_score, best_state = before, 0.0, before, None
     torch.manual_seed(settings.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=0.01)
     batches_per_epoch = math.ceil(len(train) / settings.batch_size)
@@ -185,14 +189,17 @@ def adapt(
                     on_progress(steps, total, float(loss.detach()))
                 if steps % check_every == 0 or steps == total:
                     model.eval()
-                    score = guard.score()
-                    if score > before and score >= best - 1e-9:  # a tie goes to the longer-trained weights
-                        stale = 0 if score > best + 1e-9 else stale + 1
-                        best = score
+                    score, error = guard.measure()
+                    # Within one standard error of the best score is as good as the best (the guard slice is
+                    # small and noisy): keep the longer-trained weights. Only a clear drop counts towards stopping.
+                    if score > before and score >= best - best_error:
+                        if score > best:
+                            best, best_error = score, error
+                        kept_score, stale = score, 0
                         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                     else:
                         stale += 1
-                    if stale >= settings.patience:
+                    if stale >= settings.patience and steps < total:
                         stopped = "early stop"
                         break
                 if settings.time_budget is not None and time.perf_counter() - started > settings.time_budget:
@@ -202,7 +209,7 @@ def adapt(
                 break
     finally:
         model.eval()
-    kept = best_state is not None and best > before
+    kept = best_state is not None and kept_score > before
     model.load_state_dict(best_state if kept and best_state is not None else base_state)
     return AdaptReport(
         pairs=len(train),
@@ -210,7 +217,7 @@ def adapt(
         steps=steps,
         seconds=time.perf_counter() - started,
         before=before,
-        after=best,
+        after=kept_score,
         kept=kept,
         stopped=stopped,
         peak_memory_mb=peak,
@@ -255,11 +262,29 @@ def _loss(encoder: BertEncoder, batch: Sequence[_Pair], settings: AdaptSettings)
 
 
 class _Guard:
-    """Held-out questions retrieving their answers (answers only): MRR@10."""
+    """Held-out questions retrieving their answers (answers only): MRR@10.
 
-    def __init__(self, encoder: BertEncoder, entries: Sequence[FaqEntry], held: Sequence[_Pair]) -> None:
+    The candidates are the held-out questions' answers and at most ``others``
+    other answers of the FAQ, drawn once: each check re-embeds them, which
+    would otherwise dominate the time of adapting a large FAQ.
+    """
+
+    def __init__(
+        self,
+        encoder: BertEncoder,
+        entries: Sequence[FaqEntry],
+        held: Sequence[_Pair],
+        others: int,
+        rng: np.random.Generator,
+    ) -> None:
         self.encoder = encoder
-        self.answers = list(dict.fromkeys(e.answer for e in entries))
+        answers = list(dict.fromkeys(e.answer for e in entries))
+        wanted = {pair.answer for pair in held}
+        rest = [i for i, answer in enumerate(answers) if answer not in wanted]
+        if len(rest) > others:
+            dropped = set(rng.permutation(rest)[others:].tolist())
+            answers = [a for i, a in enumerate(answers) if i not in dropped]
+        self.answers = answers
         index = {a: i for i, a in enumerate(self.answers)}
         relevant: dict[str, set[int]] = {}
         for pair in held:
@@ -268,14 +293,20 @@ class _Guard:
         self.relevant = [relevant[q] for q in self.questions]
 
     def score(self) -> float:
+        return self.measure()[0]
+
+    def measure(self) -> tuple[float, float]:
+        """MRR@10 of the held-out questions and its standard error."""
         answers = self.encoder.encode(self.answers)
         questions = self.encoder.encode(self.questions)
         scores = questions @ answers.T
-        total = 0.0
+        ranks = []
         for row, wanted in enumerate(self.relevant):
             top = np.argsort(-scores[row], kind="stable")[:10]
-            total += next((1.0 / (rank + 1) for rank, i in enumerate(top) if int(i) in wanted), 0.0)
-        return total / len(self.questions)
+            ranks.append(next((1.0 / (rank + 1) for rank, i in enumerate(top) if int(i) in wanted), 0.0))
+        values = np.asarray(ranks)
+        error = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+        return float(values.mean()), error
 
 
 def save_encoder(encoder: BertEncoder, directory: Path) -> Path:

@@ -633,7 +633,7 @@ def adapt(
         typer.Option(
             min=1,
             help="Passes over the training pairs (early stopping may end sooner). "
-            "Default: enough for about 40 training steps, at most 10.",
+            "Default: one pass, or as many (at most 50) as make about 90 training steps.",
         ),
     ] = None,
     max_pairs: Annotated[int | None, typer.Option(min=4, help="Train on at most this many pairs (sampled).")] = None,

@@ -65,6 +65,24 @@ def test_bad_training_settings_are_input_errors() -> None:
         AdaptSettings(epochs=0)
     with pytest.raises(InputError, match="held-out share"):
         AdaptSettings(held_out=0.7)
+    with pytest.raises(InputError, match="at least 1 other answer"):
+        AdaptSettings(guard_answers=0)
+
+
+def test_the_guard_ranks_the_held_out_answers_among_a_bounded_sample_of_the_others() -> None:
+    entries = [FaqEntry(id=str(n), answer=f"answer {n}", questions=(f"question {n}",)) for n in range(50)]
+    held = [p for p in training_pairs(entries) if p.entry in (3, 40)]
+    guards = [
+        adapt_module._Guard(None, entries, held, 5, np.random.default_rng(seed))  # type: ignore[arg-type]
+        for seed in (0, 0, 1)
+    ]
+    for guard in guards:
+        assert {"answer 3", "answer 40"} <= set(guard.answers) and len(guard.answers) == 7
+        assert guard.answers == sorted(guard.answers, key=lambda a: int(a.split()[1]))  # FAQ order kept
+        assert [guard.answers[i] for (i,) in map(tuple, guard.relevant)] == ["answer 3", "answer 40"]
+    assert guards[0].answers == guards[1].answers != guards[2].answers  # drawn by the seed
+    everything = adapt_module._Guard(None, entries, held, 300, np.random.default_rng(0))  # type: ignore[arg-type]
+    assert len(everything.answers) == 50
 
 
 def _state(encoder: BertEncoder) -> dict[str, torch.Tensor]:
@@ -201,3 +219,28 @@ def test_check_and_cli_cover_the_adapted_encoder(
         FaqIndex.load(out)
     broken = run("ask", "where is my parcel", "--index", str(out))
     assert broken.returncode == 2 and "model.safetensors" in broken.stderr and "Traceback" not in broken.stderr
+
+
+_FIXED_VECTORS = {
+    "answer 0": [1.0, 0.0, 0.0],
+    "answer 1": [0.0, 1.0, 0.0],
+    "answer 2": [0.0, 0.0, 1.0],
+    "question 0": [1.0, 0.1, 0.0],  # answer 0 first
+    "question 1": [0.0, 0.5, 1.0],  # answer 2 first, its own answer 1 second
+}
+
+
+class _FixedEncoder:
+    """Vectors by text: of two questions, one finds its answer first, the other second."""
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return np.asarray([_FIXED_VECTORS[t] for t in texts], dtype=np.float32)
+
+
+def test_the_guard_reports_mrr_and_its_standard_error() -> None:
+    entries = [FaqEntry(id=str(n), answer=f"answer {n}", questions=(f"question {n}",)) for n in range(3)]
+    held = [p for p in training_pairs(entries) if p.entry in (0, 1)]
+    guard = adapt_module._Guard(_FixedEncoder(), entries, held, 300, np.random.default_rng(0))  # type: ignore[arg-type]
+    score, error = guard.measure()
+    assert score == pytest.approx(0.75) and guard.score() == pytest.approx(0.75)
+    assert error == pytest.approx(np.std([1.0, 0.5], ddof=1) / np.sqrt(2))
