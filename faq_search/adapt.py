@@ -300,11 +300,11 @@ class _Guard:
         answers = self.encoder.encode(self.answers)
         questions = self.encoder.encode(self.questions)
         scores = questions @ answers.T
-        ranks = []
+        reciprocal = []
         for row, wanted in enumerate(self.relevant):
             top = np.argsort(-scores[row], kind="stable")[:10]
-            ranks.append(next((1.0 / (rank + 1) for rank, i in enumerate(top) if int(i) in wanted), 0.0))
-        values = np.asarray(ranks)
+            reciprocal.append(next((1.0 / (rank + 1) for rank, i in enumerate(top) if int(i) in wanted), 0.0))
+        values = np.asarray(reciprocal)
         error = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
         return float(values.mean()), error
 

@@ -376,10 +376,10 @@ class Block(nn.Module):
         query, key, value = grid.permute(2, 0, 3, 1, 4).unbind(0)
         if width <= _SHORT_ATTENTION and batch >= _SHORT_ATTENTION_BATCH and not torch.is_grad_enabled():
             context = _short_attention(query, key, value, layout.key_mask, scale)
-            return layout.unpad(context.transpose(1, 2).reshape(batch * width, channels))
-        context = F.scaled_dot_product_attention(
-            query, key, value, attn_mask=layout.key_mask, dropout_p=dropout, scale=scale
-        )
+        else:
+            context = F.scaled_dot_product_attention(
+                query, key, value, attn_mask=layout.key_mask, dropout_p=dropout, scale=scale
+            )
         return layout.unpad(context.transpose(1, 2).reshape(batch * width, channels))
 
 
@@ -395,10 +395,9 @@ def _short_attention(
 ) -> torch.Tensor:
     """Softmax attention on ``[batch, heads, width, channels]`` tensors, the softmax in float32."""
     scores = torch.matmul(query, key.transpose(-1, -2))
-    if scale is not None and scale != 1.0:
-        scores = scores * scale
-    elif scale is None:
-        scores = scores * query.shape[-1] ** -0.5
+    factor = query.shape[-1] ** -0.5 if scale is None else scale  # scale=None: SDPA's default
+    if factor != 1.0:
+        scores = scores * factor
     if key_mask is not None:
         scores = scores.masked_fill(~key_mask, float("-inf"))
     weights = scores.softmax(-1, dtype=torch.float32).to(value.dtype)

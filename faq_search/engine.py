@@ -568,12 +568,10 @@ class FaqIndex:
                 self._lexical_files = None
         return self._lexical
 
-    def dense_entry_scores(self, vectors: np.ndarray) -> np.ndarray:
-        """Exact cosine of every entry (max over its rows) for a flat index: ``[q, entries]``."""
-        return self._dense_scores(vectors)[0]
-
     def _dense_scores(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(entry_scores [q, entries], row_scores [q, rows])``, the rows grouped by entry.
+        """Exact cosines for a flat index: ``(entry_scores [q, entries], row_scores [q, rows])``.
+
+        An entry's score is the max over its rows; the rows are grouped by entry.
 
         Entry ``e``'s rows are ``row_scores[:, starts[e]:ends[e]]``, store rows
         ``order[starts[e]:ends[e]]`` (``order, starts, ends = self._dense_layout[1:]``).
