@@ -21,12 +21,12 @@ from pathlib import Path
 
 import torch
 
-from faq_search.adapt import AdaptSettings, adapt
 from faq_search.corpus import FaqEntry, read_faq
-from faq_search.encoder import BertEncoder
-from faq_search.engine import FaqIndex
-from faq_search.evaluate import LabelledQuery, evaluate, read_queries
-from faq_search.lexical import HybridSettings
+from faq_search.encoding.encoder import BertEncoder
+from faq_search.index.faq_index import FaqIndex
+from faq_search.index.lexical import HybridSettings
+from faq_search.quality.adapt import AdaptSettings, adapt
+from faq_search.quality.evaluate import LabelledQuery, evaluate, read_queries
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 SETS = ("stackfaq", "covidfaq_jhu")

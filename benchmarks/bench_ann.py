@@ -1,6 +1,6 @@
 """Large collections: flat, HNSW and IVF FAISS indexes at a million vectors.
 
-For each index type of faq_search.store (default settings): build time, the
+For each index type of faq_search.index.store (default settings): build time, the
 memory the built index keeps (growth of the process's resident set), recall@10
 against exact search, and the latency of ``VectorStore.search`` for one query
 at a time (p50, p99), as ``ask`` uses it.
@@ -75,7 +75,7 @@ def describe(vectors: np.ndarray) -> str:
 def calibrate() -> None:
     import pandas as pd
 
-    from faq_search.encoder import BertEncoder
+    from faq_search.encoding.encoder import BertEncoder
 
     shared = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
     texts: list[str] = []
@@ -107,7 +107,7 @@ def main() -> None:
 
     import faiss
 
-    from faq_search.store import AnnSettings, VectorStore
+    from faq_search.index.store import AnnSettings, VectorStore
 
     started = time.perf_counter()
     data = clustered_vectors(args.n + args.queries)

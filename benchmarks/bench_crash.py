@@ -57,7 +57,7 @@ def start(faq: Path, out: Path) -> subprocess.Popen[str]:
 
 
 def answers(out: Path, encoder: Any) -> str:
-    from faq_search.engine import FaqIndex
+    from faq_search.index.faq_index import FaqIndex
 
     index = FaqIndex.load(out, encoder=encoder)
     return json.dumps([[(m.entry.id, round(m.score, 6)) for m in index.ask(q, k=5)] for q in QUESTIONS])
@@ -68,7 +68,7 @@ def chunks(out: Path) -> int:
 
 
 def kills(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from faq_search.encoder import BertEncoder
+    from faq_search.encoding.encoder import BertEncoder
 
     encoder = BertEncoder()
     old_faq, new_faq = work / "old.csv", work / "new.csv"
@@ -195,11 +195,11 @@ def kills(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 def corruption(work: Path) -> dict[str, Any]:
-    from faq_search import bundle
+    from faq_search.bundle import files as bundle
     from faq_search.corpus import FaqEntry
-    from faq_search.encoder import BertEncoder
-    from faq_search.engine import FaqIndex
+    from faq_search.encoding.encoder import BertEncoder
     from faq_search.errors import BundleError
+    from faq_search.index.faq_index import FaqIndex
 
     encoder = BertEncoder()
     path = work / "small"

@@ -33,7 +33,7 @@ def machine() -> str:
     """One line naming the CPU, cores, bf16 support and library versions."""
     import torch
 
-    from faq_search.encoder import native_bf16
+    from faq_search.encoding.encoder import native_bf16
 
     model = "unknown CPU"
     try:
@@ -92,8 +92,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     from sentence_transformers import SentenceTransformer
 
-    from faq_search.encoder import BertEncoder, resolve_model
-    from faq_search.settings import EncoderSettings
+    from faq_search.encoding.encoder import BertEncoder, resolve_model
+    from faq_search.encoding.settings import EncoderSettings
 
     column = pd.read_csv(SHARED / args.set / "faq.csv")[args.column].dropna().astype(str)
     texts = list(dict.fromkeys(column))[: args.limit]

@@ -106,7 +106,7 @@ def compare(incremental: Path, full: Path, questions: list[str]) -> dict[str, An
     """Same answers from both bundles? Ids in order, largest score difference, largest vector difference."""
     import numpy as np
 
-    from faq_search.engine import FaqIndex
+    from faq_search.index.faq_index import FaqIndex
 
     ours = FaqIndex.load(incremental)
     theirs = FaqIndex.load(full, encoder=ours.encoder)

@@ -62,8 +62,8 @@ started = time.perf_counter()
 marks = []
 def mark(label):
     marks.append((label, time.perf_counter()))
-from faq_search.engine import FaqIndex
-mark("import faq_search.engine")
+from faq_search.index.faq_index import FaqIndex
+mark("import faq_search.index.faq_index")
 index = FaqIndex.load(sys.argv[1])
 mark("read and verify the bundle")
 import torch
@@ -93,9 +93,9 @@ def main() -> None:
     import pandas as pd
 
     from faq_search.corpus import FaqEntry, read_faq
-    from faq_search.encoder import BertEncoder
-    from faq_search.engine import FaqIndex
-    from faq_search.lexical import HybridSettings
+    from faq_search.encoding.encoder import BertEncoder
+    from faq_search.index.faq_index import FaqIndex
+    from faq_search.index.lexical import HybridSettings
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_encode import machine

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from faq_search.corpus import read_faq
-from faq_search.engine import FaqIndex
-from faq_search.evaluate import evaluate, read_queries
+from faq_search.index.faq_index import FaqIndex
+from faq_search.quality.evaluate import evaluate, read_queries
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
@@ -30,7 +30,7 @@ def main() -> None:
     folder = SHARED / args.set
     entries = read_faq(folder / "faq.csv")
 
-    from faq_search.encoder import BertEncoder
+    from faq_search.encoding.encoder import BertEncoder
 
     started = time.perf_counter()
     encoder = BertEncoder()

@@ -29,12 +29,20 @@ from pathlib import Path
 import numpy as np
 
 from faq_search.corpus import FaqEntry, read_faq
-from faq_search.encoder import BertEncoder, resolve_model
-from faq_search.engine import FaqIndex
-from faq_search.evaluate import LabelledQuery, calibrate, evaluate, read_queries, run, score_ranking, threshold_rows
-from faq_search.lexical import HybridSettings, LexicalIndex, entry_document
-from faq_search.settings import Fields
-from faq_search.tune import tune
+from faq_search.encoding.encoder import BertEncoder, resolve_model
+from faq_search.encoding.settings import Fields
+from faq_search.index.faq_index import FaqIndex
+from faq_search.index.lexical import HybridSettings, LexicalIndex, entry_document
+from faq_search.quality.evaluate import (
+    LabelledQuery,
+    calibrate,
+    evaluate,
+    read_queries,
+    run,
+    score_ranking,
+    threshold_rows,
+)
+from faq_search.quality.tune import tune
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 SETS = ("stackfaq", "covidfaq_jhu")

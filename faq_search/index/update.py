@@ -1,0 +1,126 @@
+"""Keeping a bundle on disk up to date: incremental re-indexing that survives being killed.
+
+:func:`update_bundle` is what ``faq-search index FILE --out DIR`` runs. When
+``DIR`` already holds a bundle built with the same encoder (identity and
+precision), the vectors of every text it embedded are reused and only new or
+edited texts are encoded; removed entries are dropped. The result equals a
+full rebuild from the file (same rows, same order, same vectors).
+
+Crash safety comes from two things: the bundle is replaced by one atomic
+directory swap (:func:`faq_search.bundle.files.write_bundle`), so a kill at any
+moment leaves the old bundle or the new one, never a mix; and vectors are
+written to a resume cache as they are computed (:mod:`faq_search.index.cache`), so a
+rerun after a kill encodes only what the killed run had not finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+from faq_search.bundle.files import check_writable, looks_like_bundle
+from faq_search.corpus import FaqEntry, read_faq
+from faq_search.encoding.encoder import BertEncoder, Encoder
+from faq_search.encoding.settings import ADAPTED_MODEL, EncoderSettings, Fields
+from faq_search.errors import BundleError
+from faq_search.index.cache import EmbeddingCache
+from faq_search.index.faq_index import FaqIndex, compare_entries
+from faq_search.index.lexical import HybridSettings
+
+
+def update_bundle(
+    path: str | Path,
+    source: str | Path | Sequence[FaqEntry],
+    *,
+    settings: EncoderSettings | None = None,
+    encoder: Encoder | None = None,
+    fields: Fields | str = Fields.QUESTION_ANSWER,
+    hybrid: HybridSettings | None = None,
+    index_type: str = "flat",
+    batch_size: int = 64,
+    threads: int | None = None,
+    progress: bool = False,
+    source_name: str | None = None,
+    full: bool = False,
+    keep_adapted: bool = True,
+) -> FaqIndex:
+    """Index an FAQ into the bundle directory ``path``, re-embedding only what changed there.
+
+    ``full`` re-embeds every text (the previous bundle is still compared with,
+    for the report). The returned index's ``report`` counts added, changed,
+    removed and unchanged entries, and texts encoded, reused and resumed; its
+    ``reuse_note`` says why the previous bundle's vectors were not used, if so.
+    A calibrated ``min_score`` is kept when the encoder and fusion settings are
+    unchanged (scores stay comparable).
+
+    ``keep_adapted``: when the bundle at ``path`` carries an adapted encoder
+    (``faq-search adapt``) and no ``encoder`` is given, index with that encoder
+    (``settings.model`` is then ignored) and carry it into the new bundle.
+    """
+    target = Path(path)
+    check_writable(target)  # before any embedding work, not after it
+    entries = read_faq(source) if isinstance(source, (str, Path)) else list(source)
+    if source_name is None and isinstance(source, (str, Path)):
+        source_name = Path(source).name
+    previous, problem = _previous(target)
+    adapted = previous if keep_adapted and encoder is None and previous is not None and previous.is_adapted else None
+    if adapted is not None:
+        settings = dataclasses.replace(settings or EncoderSettings(), model=str(adapted.own_encoder_dir()))
+    if encoder is None:
+        encoder = BertEncoder(settings, batch_size=batch_size, threads=threads)
+    precision = str(getattr(getattr(encoder, "precision", None), "value", "n/a"))
+    cache = EmbeddingCache.beside(target, encoder.identity.to_dict(), precision, encoder.dimension)
+    if full:
+        cache.clear()
+    index = FaqIndex.build(
+        entries,
+        settings=settings,
+        encoder=encoder,
+        fields=fields,
+        hybrid=hybrid,
+        index_type=index_type,
+        threads=threads,
+        progress=progress,
+        reuse=None if full else previous,
+        cache=cache,
+    )
+    manifest = dataclasses.replace(index.manifest, source=source_name)
+    if adapted is not None:
+        manifest = dataclasses.replace(
+            manifest,
+            encoder={**manifest.encoder, "model_name": adapted.identity.model_name},
+            settings={**manifest.settings, "model": ADAPTED_MODEL},
+            adaptation=adapted.manifest.adaptation,
+        )
+        index.extra_files = adapted.encoder_files()
+    if (
+        previous is not None
+        and previous.manifest.min_score is not None
+        and previous.manifest.encoder == manifest.encoder
+        and previous.manifest.hybrid == manifest.hybrid
+    ):
+        manifest = dataclasses.replace(manifest, min_score=previous.manifest.min_score)
+    index.manifest = manifest
+    if index.report is not None:
+        note = problem or index.report.reuse_note
+        if full and previous is not None:
+            note = "--full: every text was embedded again"
+        index.report = dataclasses.replace(
+            index.report,
+            changes=None if previous is None else compare_entries(previous.entries, entries),
+            reuse_note=note,
+        )
+    index.save(target)
+    cache.clear()
+    return index
+
+
+def _previous(target: Path) -> tuple[FaqIndex | None, str | None]:
+    """The bundle already at ``target`` (loaded without its encoder), or why it cannot be used."""
+    if not looks_like_bundle(target):
+        return None, None
+    try:
+        return FaqIndex.load(target), None
+    except BundleError as exc:
+        return None, f"the index already at {target} cannot be read ({exc}); it is rebuilt from scratch"

@@ -1,0 +1,223 @@
+"""Choosing encoder and fusion settings on labelled queries, honestly.
+
+``tune`` scores a grid of layer x pooling x embedded fields x hybrid weight
+on the user's labelled queries. Every (layer, pooling) pair is one encoder
+run over the FAQ and the queries; fields and weights are re-scored from the
+same vectors. The score it reports for "tuned" is cross-validated: the queries
+are split into folds, the settings are chosen on all but one fold and scored
+on the held-out one, so no query grades the settings it helped choose. The
+index is then built with the settings that win on all queries.
+
+Scoring is the engine's own: an entry's dense score is the max over its rows
+(questions, answer windows) and fusion is :func:`faq_search.index.lexical.fuse`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from faq_search.corpus import FaqEntry
+from faq_search.encoding.encoder import BertEncoder
+from faq_search.encoding.settings import EncoderSettings, Fields, LayerSpec, Pooling
+from faq_search.errors import InputError
+from faq_search.index.faq_index import ANSWER, embedding_rows, window_splitter
+from faq_search.index.lexical import HybridSettings, LexicalIndex, entry_document, fuse
+from faq_search.quality.evaluate import LabelledQuery
+
+DEFAULT_LAYERS = ("-2", "-1", "-3", "sum-last-4")
+DEFAULT_POOLINGS = (Pooling.MEAN, Pooling.MAX)
+DEFAULT_FIELDS = (Fields.QUESTION_ANSWER, Fields.ANSWER)
+DEFAULT_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
+DEFAULT_WEIGHT = HybridSettings().weight
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One point of the grid."""
+
+    layer: str
+    pooling: Pooling
+    fields: Fields
+    weight: float
+
+    def label(self) -> str:
+        return f"layer {self.layer}, {self.pooling.value}, {self.fields.value}, hybrid {self.weight:g}"
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    candidate: Candidate
+    mrr_at_10: float  # over all labelled queries (in-sample: for the table, not for claims)
+
+
+@dataclass(frozen=True)
+class TuneReport:
+    results: tuple[CandidateResult, ...]  # best first
+    default: CandidateResult
+    best: Candidate  # chosen on all queries; the index is built with it
+    cross_validated_mrr: float  # settings chosen on other folds, scored on the held-out one
+    default_mrr: float  # the default settings on all queries (nothing tuned)
+    fold_choices: tuple[Candidate, ...]
+    folds: int
+
+
+def default_candidate() -> Candidate:
+    settings = EncoderSettings()
+    return Candidate(settings.layer, settings.pooling, Fields.QUESTION_ANSWER, DEFAULT_WEIGHT)
+
+
+def reciprocal_ranks(scores: np.ndarray, relevant: np.ndarray, depth: int = 10) -> np.ndarray:
+    """Per query, 1/rank of the first relevant entry within ``depth`` (else 0). Ties keep entry order."""
+    depth = min(depth, scores.shape[1])
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
+    hits = np.take_along_axis(relevant, top, axis=1)
+    first = np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, 0)
+    return np.where(first > 0, 1.0 / np.maximum(first, 1), 0.0)
+
+
+def tune(
+    entries: Sequence[FaqEntry],
+    queries: Sequence[LabelledQuery],
+    *,
+    base: EncoderSettings | None = None,
+    layers: Sequence[str] = DEFAULT_LAYERS,
+    poolings: Sequence[Pooling | str] = DEFAULT_POOLINGS,
+    fields: Sequence[Fields | str] = DEFAULT_FIELDS,
+    weights: Sequence[float] = DEFAULT_WEIGHTS,
+    folds: int = 5,
+    seed: int = 0,
+    on_step: Callable[[str], None] | None = None,
+) -> TuneReport:
+    """Score the grid (plus the defaults) and choose settings with held-out folds."""
+    if len(queries) < folds or folds < 2:
+        raise InputError(f"tuning with {folds} folds needs at least {max(folds, 2)} labelled queries and folds >= 2")
+    base = base or EncoderSettings()
+    default = default_candidate()
+    pairs = list(
+        dict.fromkeys([(str(EncoderSettings(layer=lay).layer), Pooling(p)) for lay in layers for p in poolings])
+    )
+    if (default.layer, default.pooling) not in pairs:
+        pairs.append((default.layer, default.pooling))
+    field_choices = list(dict.fromkeys(Fields(f) for f in fields)) or [Fields.QUESTION_ANSWER]
+    weight_choices = sorted(set(float(w) for w in weights) | {default.weight})
+    for weight in weight_choices:
+        HybridSettings(weight=weight)  # validates the range
+
+    ids = {entry.id: i for i, entry in enumerate(entries)}
+    relevant = np.zeros((len(queries), len(entries)), dtype=bool)
+    for row, query in enumerate(queries):
+        for entry_id in query.relevant:
+            if entry_id in ids:
+                relevant[row, ids[entry_id]] = True
+    texts = [q.query for q in queries]
+    lexical = {
+        f: LexicalIndex(
+            [entry_document(e.questions if f is Fields.QUESTION_ANSWER else (), e.answer) for e in entries]
+        ).scores(texts)
+        for f in field_choices
+    }
+
+    rr: dict[Candidate, np.ndarray] = {}
+    if on_step:
+        on_step(f"encoding {len(entries)} entries and {len(queries)} queries for {len(pairs)} layer/pooling pairs")
+    dense_by_pair = _dense_scores(base, pairs, entries, texts, field_choices)
+    for (layer, pooling), dense in dense_by_pair.items():
+        for f in field_choices:
+            for weight in weight_choices:
+                rr[Candidate(layer, pooling, f, weight)] = reciprocal_ranks(
+                    fuse(dense[f], lexical[f], weight), relevant
+                )
+
+    candidates = list(rr)
+    matrix = np.stack([rr[c] for c in candidates])  # [candidates, queries]
+    order = np.random.default_rng(seed).permutation(len(queries))
+    held_out = np.zeros(len(queries))
+    choices = []
+    for fold in np.array_split(order, folds):
+        train = np.setdiff1d(order, fold)
+        pick = int(np.argmax(matrix[:, train].mean(axis=1)))
+        choices.append(candidates[pick])
+        held_out[fold] = matrix[pick, fold]
+    means = matrix.mean(axis=1)
+    results = tuple(
+        sorted(
+            (CandidateResult(c, float(m)) for c, m in zip(candidates, means, strict=True)), key=lambda r: -r.mrr_at_10
+        )
+    )
+    default_result = next(r for r in results if r.candidate == default)
+    return TuneReport(
+        results=results,
+        default=default_result,
+        best=results[0].candidate,
+        cross_validated_mrr=float(held_out.mean()),
+        default_mrr=default_result.mrr_at_10,
+        fold_choices=tuple(choices),
+        folds=folds,
+    )
+
+
+def _dense_scores(
+    base: EncoderSettings,
+    pairs: Sequence[tuple[str, Pooling]],
+    entries: Sequence[FaqEntry],
+    queries: Sequence[str],
+    field_choices: Sequence[Fields],
+) -> dict[tuple[str, Pooling], dict[Fields, np.ndarray]]:
+    """Entry scores [queries, entries] per (layer, pooling) pair and fields choice.
+
+    One model run serves every pair: the encoder keeps the blocks the deepest
+    requested layer needs, and each pair pools its own layers from the same
+    hidden states. An entry's score is the max cosine over its rows.
+    """
+    probe = BertEncoder(dataclasses.replace(base, layer="-1"))
+    deepest = max(max(LayerSpec.parse(layer).absolute(probe.num_layers)) for layer, _ in pairs)
+    encoder = probe if deepest == probe.num_layers else BertEncoder(dataclasses.replace(base, layer=str(deepest)))
+    texts, row_entry, row_field = embedding_rows(entries, Fields.QUESTION_ANSWER, window_splitter(encoder))
+    unique = list(dict.fromkeys(texts))
+    position = {t: n for n, t in enumerate(unique)}
+    where = [position[t] for t in texts]
+    vectors = _encode_pairs(encoder, [*unique, *queries], pairs)
+    entry_of = np.asarray(row_entry)
+    out: dict[tuple[str, Pooling], dict[Fields, np.ndarray]] = {}
+    for pair, matrix in vectors.items():
+        rows, query_vectors = matrix[: len(unique)][where], matrix[len(unique) :]
+        scores = query_vectors @ rows.T
+        out[pair] = {}
+        for f in field_choices:
+            keep = np.ones(len(texts), dtype=bool) if f is Fields.QUESTION_ANSWER else np.asarray(row_field) == ANSWER
+            starts = np.searchsorted(entry_of[keep], np.arange(len(entries)))
+            out[pair][f] = np.maximum.reduceat(scores[:, keep], starts, axis=1)
+    return out
+
+
+def _encode_pairs(
+    encoder: BertEncoder, texts: Sequence[str], pairs: Sequence[tuple[str, Pooling]]
+) -> dict[tuple[str, Pooling], np.ndarray]:
+    """Unit vectors of ``texts`` for every (layer, pooling) pair from one pass of the model."""
+    import torch
+
+    from faq_search.encoding.pooling import pool_layers
+
+    specs = {pair: LayerSpec.parse(pair[0]) for pair in pairs}
+    indices = {pair: spec.absolute(encoder.num_layers) for pair, spec in specs.items()}
+    out = {pair: np.zeros((len(texts), 1), dtype=np.float32) for pair in pairs}
+    ids, special = encoder.tokenize(texts)
+    for batch in encoder.batches([len(row) for row in ids]):
+        states, mask = encoder.hidden_states([ids[i] for i in batch])
+        if special is not None:
+            flags = torch.zeros_like(mask)
+            for row, i in enumerate(batch):
+                flags[row, : len(special[i])] = torch.tensor(special[i])
+            mask = mask * (1 - flags)
+        with torch.inference_mode():
+            for pair in pairs:
+                pooled = pool_layers(states, indices[pair], mask, pair[1], specs[pair].combine)
+                unit = torch.nn.functional.normalize(pooled.float(), dim=-1).numpy()
+                if out[pair].shape[1] != unit.shape[1]:
+                    out[pair] = np.zeros((len(texts), unit.shape[1]), dtype=np.float32)
+                out[pair][batch] = unit
+    return out
