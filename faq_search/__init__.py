@@ -23,7 +23,7 @@ _EXPORTS = {
     "FaqEntry": "faq_search.corpus",
     "read_faq": "faq_search.corpus",
     "BertEncoder": "faq_search.encoding.encoder",
-    "Encoder": "faq_search.encoding.encoder",
+    "Encoder": "faq_search.encoding.protocol",
     "EncoderSettings": "faq_search.encoding.settings",
     "Pooling": "faq_search.encoding.settings",
     "Precision": "faq_search.encoding.settings",
@@ -65,7 +65,8 @@ __all__ = [
 
 if TYPE_CHECKING:
     from faq_search.corpus import FaqEntry, read_faq
-    from faq_search.encoding.encoder import BertEncoder, Encoder
+    from faq_search.encoding.encoder import BertEncoder
+    from faq_search.encoding.protocol import Encoder
     from faq_search.encoding.settings import EncoderSettings, Fields, LayerSpec, Pooling, Precision
     from faq_search.errors import BundleError, FaqSearchError, InputError, ModelError, SettingsMismatchError
     from faq_search.index.faq_index import FaqIndex, Match

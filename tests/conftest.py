@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faq_search.encoding.settings import EncoderIdentity, EncoderSettings
+from faq_search.encoding.settings import EncoderIdentity, EncoderSettings, Precision
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"
@@ -18,7 +18,13 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 class FakeEncoder:
-    """Bag of hashed words: texts sharing words get similar vectors. Deterministic, no model."""
+    """Bag of hashed words: texts sharing words get similar vectors. Deterministic, no model.
+
+    It takes texts whole (``windows`` is None), as an encoder without a token window would.
+    """
+
+    windows = None
+    precision = Precision.FP32
 
     def __init__(self, dimension: int = 64, name: str = "fake") -> None:
         self._dimension = dimension

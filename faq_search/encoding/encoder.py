@@ -21,23 +21,25 @@ repository (no ``trust_remote_code``).
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from faq_search.encoding.protocol import Encoder, TextWindows
 from faq_search.encoding.settings import (
     DEFAULT_MODEL,
     EncoderIdentity,
     EncoderSettings,
     Precision,
 )
+from faq_search.encoding.windows import piece_counts, special_tokens, split_windows
 from faq_search.errors import InputError, ModelError
+from faq_search.progress import progress_bar
 
 if TYPE_CHECKING:
     import tokenizers
@@ -45,20 +47,6 @@ if TYPE_CHECKING:
 
 DEFAULT_BATCH_TOKENS = 2048
 """Padded tokens per forward pass: large enough for efficient matmuls, small enough to stay in cache."""
-
-
-class Encoder(Protocol):
-    """What the index needs from an encoder: a width, an identity, and a batch method."""
-
-    @property
-    def dimension(self) -> int: ...
-
-    @property
-    def identity(self) -> EncoderIdentity: ...
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Vectors for ``texts`` in input order: float32 ``[len(texts), dimension]``, unit length."""
-        ...
 
 
 @cache
@@ -161,11 +149,15 @@ def _fast_tokenizer(source: str, max_seq_len: int) -> tokenizers.Tokenizer | Non
     return tokenizer
 
 
-class BertEncoder:
-    """A BERT-family model cut to the layers it pools.
+__all__ = ["BertEncoder", "Encoder", "TextWindows", "native_bf16", "resolve_model", "resolve_precision"]
 
-    Safe to call from several threads at once: tokenisation is serialised (the
-    fast tokenizer is not re-entrant), the forward pass is not.
+
+class BertEncoder:
+    """A BERT-family model cut to the layers it pools; implements :class:`Encoder` and :class:`TextWindows`.
+
+    Safe to call from several threads at once: tokenisation is serialised by
+    the encoder's own lock (the fast tokenizer is not re-entrant), the forward
+    pass is not.
 
     ``batch_size`` caps the texts per forward pass and ``max_batch_tokens``
     their padded tokens; ``threads`` sets torch's (process-wide) thread count.
@@ -352,6 +344,30 @@ class BertEncoder:
             dimension=self.dimension,
         )
 
+    @property
+    def windows(self) -> TextWindows:
+        """This encoder measures and splits long texts itself."""
+        return self
+
+    def token_lengths(self, texts: Sequence[str]) -> list[int]:
+        """Tokens each text runs with: special tokens included, truncated at ``max_seq_len``."""
+        ids, _ = self.tokenize(texts)
+        return [len(row) for row in ids]
+
+    def split(self, texts: Sequence[str], window: int) -> list[list[str]]:
+        """Each text whole when it fits ``window`` tokens (at most ``max_seq_len``), else its overlapping windows."""
+        if not texts:
+            return []
+        window = min(window, self.settings.max_seq_len)
+        tokenizer = self.window_tokenizer
+        with self._lock:
+            lengths = piece_counts(tokenizer, texts)
+            budget = window - special_tokens(tokenizer)
+            return [
+                split_windows(tokenizer, text, window) if n > budget else [text]
+                for text, n in zip(texts, lengths, strict=True)
+            ]
+
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[list[int]] | None]:
         """Word-piece ids per text (truncated to the window) and, when specials are excluded, their masks."""
         with_special_mask = not self.settings.include_special
@@ -386,7 +402,15 @@ class BertEncoder:
         if batch:
             yield batch
 
-    def _autocast(self) -> AbstractContextManager[object]:
+    @contextmanager
+    def tokenizer_session(self) -> Iterator[Any]:
+        """transformers' tokenizer, held under the encoder's lock while in use (it is not re-entrant)."""
+        tokenizer = self.tokenizer
+        with self._lock:
+            yield tokenizer
+
+    def autocast(self) -> AbstractContextManager[object]:
+        """bf16 autocast when the encoder runs in bf16, else nothing: wrap every forward pass of ``model`` in it."""
         import torch
 
         if self.precision is Precision.BF16:
@@ -416,7 +440,7 @@ class BertEncoder:
                 found = self.lean.states(input_ids, mask, keep)
                 empty = torch.empty(0)
                 return [found.get(layer, empty) for layer in range(self.blocks_run + 1)]
-            with self._autocast():
+            with self.autocast():
                 out = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
             return [state.float() for state in out.hidden_states]
 
@@ -439,7 +463,7 @@ class BertEncoder:
         if not texts:
             return result
         ids, special = self.tokenize(texts)
-        bar = _progress(len(texts), self.progress)
+        bar = progress_bar(len(texts), self.progress)
         try:
             for batch in self.batches([len(row) for row in ids]):
                 input_ids, mask = self._padded([ids[i] for i in batch])
@@ -457,23 +481,3 @@ class BertEncoder:
         finally:
             bar.close()
         return result
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, enabled: bool) -> _NoBar:
-    """A tqdm bar on stderr when enabled and stderr is a terminal, else a no-op."""
-    import sys
-
-    if not enabled or not sys.stderr.isatty() or os.environ.get("FAQ_SEARCH_NO_PROGRESS"):
-        return _NoBar()
-    from tqdm import tqdm
-
-    bar: _NoBar = tqdm(total=total, unit="text", desc="embedding", file=sys.stderr, leave=False)  # type: ignore[assignment]
-    return bar

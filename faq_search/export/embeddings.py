@@ -34,7 +34,6 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -486,7 +485,7 @@ def embed(
     """
     chosen = check_options(level, merge=merge, windows=windows)
     check_texts(texts)
-    batch = batch_size or int(getattr(encoder, "batch_size", 32))
+    batch = batch_size or encoder.batch_size
     settings = encoder.settings
     records: tuple[Record, ...]
     pooling: Pooling | None = None
@@ -521,11 +520,11 @@ def sentence_embeddings(encoder: BertEncoder, texts: Sequence[str]) -> list[Sent
     vectors = encoder.encode(texts)
     vectors.flags.writeable = False
     ids, _ = encoder.tokenize(texts)
-    with _tokenizer_lock(encoder):
-        whole = encoder.tokenizer(
-            list(texts), truncation=False, return_attention_mask=False, return_token_type_ids=False
-        )["input_ids"]
-        tokens = [tuple(encoder.tokenizer.convert_ids_to_tokens(row)) for row in ids]
+    with encoder.tokenizer_session() as tokenizer:
+        whole = tokenizer(list(texts), truncation=False, return_attention_mask=False, return_token_type_ids=False)[
+            "input_ids"
+        ]
+        tokens = [tuple(tokenizer.convert_ids_to_tokens(row)) for row in ids]
     return [
         SentenceEmbedding(text=text, vector=vectors[i], tokens=tokens[i], truncated=len(whole[i]) > len(ids[i]))
         for i, text in enumerate(texts)
@@ -735,8 +734,7 @@ def _run_texts(encoder: BertEncoder, texts: Sequence[str], windows: bool, batch_
     """Tokenize each text whole, cut it into windows, and run every window through the encoder."""
     if batch_size < 1:
         raise InputError(f"batch size {batch_size} must be at least 1")
-    tokenizer = encoder.tokenizer
-    with _tokenizer_lock(encoder):
+    with encoder.tokenizer_session() as tokenizer:
         encoded = tokenizer(
             list(texts),
             truncation=False,
@@ -808,12 +806,6 @@ def _stack(vectors: Sequence[np.ndarray], width: int) -> np.ndarray:
     array = np.stack(vectors).astype(np.float32, copy=False) if vectors else np.zeros((0, width), np.float32)
     array.flags.writeable = False
     return array
-
-
-def _tokenizer_lock(encoder: BertEncoder) -> AbstractContextManager[Any]:
-    """The encoder's tokenizer lock (the fast tokenizer is not re-entrant), when it has one."""
-    lock = getattr(encoder, "_lock", None)
-    return lock if lock is not None else nullcontext()
 
 
 # ---------------------------------------------------------------------------

@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import json
-import os
 import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,12 +33,13 @@ import numpy as np
 
 from faq_search.bundle.files import DATA_FILES, ENTRIES, ROWS, VECTORS, Manifest, now_iso, read_bundle, write_bundle
 from faq_search.corpus import FaqEntry, read_faq
-from faq_search.encoding.encoder import BertEncoder, Encoder
+from faq_search.encoding.encoder import BertEncoder
+from faq_search.encoding.protocol import Encoder, TextWindows
 from faq_search.encoding.settings import ADAPTED_MODEL, ENCODER_DIR, EncoderIdentity, EncoderSettings, Fields, choice
-from faq_search.encoding.windows import piece_counts, special_tokens, split_windows
 from faq_search.errors import BundleError, InputError, SettingsMismatchError
 from faq_search.index.lexical import LEXICAL_DIR, HybridSettings, LexicalIndex, entry_document, fuse
 from faq_search.index.store import VectorStore
+from faq_search.progress import progress_bar
 
 if TYPE_CHECKING:
     from faq_search.index.cache import EmbeddingCache
@@ -248,9 +247,9 @@ class FaqIndex:
         hybrid = HybridSettings() if hybrid is None else hybrid
         if encoder is None:
             encoder = BertEncoder(settings, batch_size=batch_size, threads=threads)
-        precision = str(getattr(getattr(encoder, "precision", None), "value", "n/a"))
+        precision = encoder.precision.value
 
-        texts, row_entry, row_field = embedding_rows(entries, fields, window_splitter(encoder))
+        texts, row_entry, row_field = embedding_rows(entries, fields, encoder.windows)
         digests = [text_digest(t) for t in texts]
         where: dict[str, int] = {}
         unique: list[str] = []
@@ -264,7 +263,7 @@ class FaqIndex:
 
         manifest = Manifest(
             encoder=encoder.identity.to_dict(),
-            settings=_settings_of(encoder, settings).to_dict(),
+            settings=encoder.settings.to_dict(),
             precision=precision,
             entry_count=len(entries),
             vector_count=len(store),
@@ -394,7 +393,7 @@ class FaqIndex:
         if self.row_digests is not None:
             return self.row_digests
         texts, row_entry, row_field = embedding_rows(
-            self.entries, self.fields_policy, window_splitter(encoder or self.encoder)
+            self.entries, self.fields_policy, (encoder or self.encoder).windows
         )
         if row_entry != self.store.row_entry.tolist() or row_field != self.store.row_field:
             return None
@@ -654,14 +653,6 @@ class FaqIndex:
         return len(self.entries)
 
 
-def _settings_of(encoder: Encoder, settings: EncoderSettings | None) -> EncoderSettings:
-    found = getattr(encoder, "settings", None)
-    if isinstance(found, EncoderSettings):
-        return found
-    return settings or EncoderSettings()
-
-
-@functools.cache
 def _blas_controller() -> Any:
     from threadpoolctl import ThreadpoolController
 
@@ -717,61 +708,25 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return candidates[np.lexsort((candidates, -scores[candidates]))][:k]
 
 
-class _WindowSplitter:
-    """Splits texts longer than the window; ``many`` measures a whole list with one tokenizer call."""
-
-    def __init__(self, tokenizer: Any, window: int, lock: Any) -> None:
-        self.tokenizer = tokenizer
-        self.window = window
-        self.lock = lock
-
-    def __call__(self, text: str) -> list[str]:
-        with self.lock:
-            return split_windows(self.tokenizer, text, self.window)
-
-    def many(self, texts: Sequence[str]) -> list[list[str]]:
-        if not texts:
-            return []
-        with self.lock:
-            lengths = piece_counts(self.tokenizer, texts)
-            budget = self.window - special_tokens(self.tokenizer)
-        return [self(text) if n > budget else [text] for text, n in zip(texts, lengths, strict=True)]
-
-
-def window_splitter(encoder: Encoder) -> Callable[[str], list[str]] | None:
-    """A long-text splitter for encoders that expose a tokenizer and a window; None for others."""
-    tokenizer = getattr(encoder, "window_tokenizer", None) or getattr(encoder, "tokenizer", None)
-    settings = getattr(encoder, "settings", None)
-    if tokenizer is None or not isinstance(settings, EncoderSettings):
-        return None
-    lock = getattr(encoder, "_lock", None) or threading.Lock()
-    return _WindowSplitter(tokenizer, min(settings.max_seq_len, WINDOW_TOKENS), lock)
-
-
 def embedding_rows(
-    entries: Sequence[FaqEntry], fields: Fields, splitter: Callable[[str], list[str]] | None = None
+    entries: Sequence[FaqEntry], fields: Fields, windows: TextWindows | None = None
 ) -> tuple[list[str], list[int], list[str]]:
     """The texts to embed and, per text, its entry position and field.
 
-    Each question (when fields include questions) and the answer is a row;
-    a text longer than the encoder's window becomes several rows (windows).
+    Each question (when fields include questions) and the answer is a row; with
+    ``windows`` (the encoder's long-text capability), a text longer than
+    :data:`WINDOW_TOKENS` becomes several rows, one per window.
     """
     parts: list[tuple[int, str, str]] = []
     for position, entry in enumerate(entries):
         named = [(QUESTION, q) for q in entry.questions] if fields is Fields.QUESTION_ANSWER else []
         parts += [(position, name, text) for name, text in [*named, (ANSWER, entry.answer)]]
     plain = [text for _, _, text in parts]
-    many = getattr(splitter, "many", None)
-    if splitter is None:
-        windows = [[text] for text in plain]
-    elif many is not None:
-        windows = many(plain)
-    else:
-        windows = [splitter(text) for text in plain]
+    pieces_of = [[text] for text in plain] if windows is None else windows.split(plain, WINDOW_TOKENS)
     texts: list[str] = []
     row_entry: list[int] = []
     row_field: list[str] = []
-    for (position, name, _), pieces in zip(parts, windows, strict=True):
+    for (position, name, _), pieces in zip(parts, pieces_of, strict=True):
         for window in pieces:
             texts.append(window)
             row_entry.append(position)
@@ -883,7 +838,7 @@ def _embed_unique(
             resumed += 1
         else:
             todo.append(position)
-    bar = _progress_bar(len(todo), progress)
+    bar = progress_bar(len(todo), progress)
     pending: list[int] = []
     try:
         for group in _encode_groups(encoder, [texts[i] for i in todo], piece=CACHE_CHUNK if cache else None):
@@ -903,36 +858,18 @@ def _embed_unique(
 
 
 def _encode_groups(encoder: Encoder, texts: Sequence[str], piece: int | None) -> list[list[int]]:
-    """Positions of ``texts`` in encoder calls: equal token length per call (BERT), at most ``piece`` each."""
+    """Positions of ``texts`` in encoder calls: equal token length per call where the encoder measures texts
+    (no padding, so a vector never depends on its batch), at most ``piece`` each."""
     if not texts:
         return []
     groups: list[list[int]]
-    if isinstance(encoder, BertEncoder):
-        ids, _ = encoder.tokenize(texts)
+    if encoder.windows is not None:
         by_length: dict[int, list[int]] = defaultdict(list)
-        for position, row in enumerate(ids):
-            by_length[len(row)].append(position)
+        for position, length in enumerate(encoder.windows.token_lengths(texts)):
+            by_length[length].append(position)
         groups = [by_length[n] for n in sorted(by_length)]
     else:
         groups = [list(range(len(texts)))]
     if piece is None:
         return groups
     return [group[start : start + piece] for group in groups for start in range(0, len(group), piece)]
-
-
-class _Bar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress_bar(total: int, enabled: bool) -> _Bar:
-    """A tqdm bar on stderr when enabled, there is work, and stderr is a terminal; else a no-op."""
-    if not enabled or total == 0 or not sys.stderr.isatty() or os.environ.get("FAQ_SEARCH_NO_PROGRESS"):
-        return _Bar()
-    from tqdm import tqdm
-
-    bar: _Bar = tqdm(total=total, unit="text", desc="embedding", file=sys.stderr, leave=False)  # type: ignore[assignment]
-    return bar

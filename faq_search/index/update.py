@@ -21,7 +21,8 @@ from pathlib import Path
 
 from faq_search.bundle.files import check_writable, looks_like_bundle
 from faq_search.corpus import FaqEntry, read_faq
-from faq_search.encoding.encoder import BertEncoder, Encoder
+from faq_search.encoding.encoder import BertEncoder
+from faq_search.encoding.protocol import Encoder
 from faq_search.encoding.settings import ADAPTED_MODEL, EncoderSettings, Fields
 from faq_search.errors import BundleError
 from faq_search.index.cache import EmbeddingCache
@@ -69,7 +70,7 @@ def update_bundle(
         settings = dataclasses.replace(settings or EncoderSettings(), model=str(adapted.own_encoder_dir()))
     if encoder is None:
         encoder = BertEncoder(settings, batch_size=batch_size, threads=threads)
-    precision = str(getattr(getattr(encoder, "precision", None), "value", "n/a"))
+    precision = encoder.precision.value
     cache = EmbeddingCache.beside(target, encoder.identity.to_dict(), precision, encoder.dimension)
     if full:
         cache.clear()

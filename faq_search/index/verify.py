@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from faq_search.bundle.files import MANIFEST, looks_like_bundle, manifest_is_sealed, read_bundle
-from faq_search.encoding.encoder import Encoder
+from faq_search.encoding.protocol import Encoder
 from faq_search.errors import BundleError, FaqSearchError
 
 MIN_COSINE = 0.999
@@ -72,7 +72,7 @@ def check_bundle(
     bundle's own settings (the model from ``model_path`` if it moved). A model
     that cannot be loaded still raises its :class:`~faq_search.errors.ModelError`.
     """
-    from faq_search.index.faq_index import FaqIndex, embedding_rows, text_digest, window_splitter
+    from faq_search.index.faq_index import FaqIndex, embedding_rows, text_digest
 
     target = Path(path)
     if not looks_like_bundle(target):
@@ -145,7 +145,7 @@ def check_bundle(
             found.append(Finding("encoder", False, str(exc)))
             return report
         raise
-    texts, row_entry, row_field = embedding_rows(index.entries, index.fields_policy, window_splitter(live))
+    texts, row_entry, row_field = embedding_rows(index.entries, index.fields_policy, live.windows)
     layout_ok = row_entry == store.row_entry.tolist() and row_field == store.row_field
     digests_ok = index.row_digests is None or [text_digest(t) for t in texts] == index.row_digests
     if not (layout_ok and digests_ok):

@@ -230,13 +230,13 @@ def _embed(encoder: BertEncoder, texts: Sequence[str], max_tokens: int) -> torch
 
     from faq_search.encoding.pooling import pool_layers
 
-    with encoder._lock:  # the fast tokenizer is not re-entrant
-        encoded = encoder.tokenizer(
+    with encoder.tokenizer_session() as tokenizer:
+        encoded = tokenizer(
             list(texts), truncation=True, max_length=max_tokens, padding=True, return_tensors="pt",
             return_special_tokens_mask=not encoder.settings.include_special, return_token_type_ids=False,
         )  # fmt: skip
     mask = encoded["attention_mask"]
-    with encoder._autocast():
+    with encoder.autocast():
         states = encoder.model(
             input_ids=encoded["input_ids"], attention_mask=mask, output_hidden_states=True
         ).hidden_states

@@ -24,7 +24,7 @@ from faq_search.corpus import FaqEntry
 from faq_search.encoding.encoder import BertEncoder
 from faq_search.encoding.settings import EncoderSettings, Fields, LayerSpec, Pooling
 from faq_search.errors import InputError
-from faq_search.index.faq_index import ANSWER, embedding_rows, window_splitter
+from faq_search.index.faq_index import ANSWER, embedding_rows
 from faq_search.index.lexical import HybridSettings, LexicalIndex, entry_document, fuse
 from faq_search.quality.evaluate import LabelledQuery
 
@@ -176,7 +176,7 @@ def _dense_scores(
     probe = BertEncoder(dataclasses.replace(base, layer="-1"))
     deepest = max(max(LayerSpec.parse(layer).absolute(probe.num_layers)) for layer, _ in pairs)
     encoder = probe if deepest == probe.num_layers else BertEncoder(dataclasses.replace(base, layer=str(deepest)))
-    texts, row_entry, row_field = embedding_rows(entries, Fields.QUESTION_ANSWER, window_splitter(encoder))
+    texts, row_entry, row_field = embedding_rows(entries, Fields.QUESTION_ANSWER, encoder.windows)
     unique = list(dict.fromkeys(texts))
     position = {t: n for n, t in enumerate(unique)}
     where = [position[t] for t in texts]
