@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from faq_search.bundle import files as bundle
+from faq_search.bundle import manifest as bundle_manifest
 from faq_search.bundle.files import MANIFEST
 from faq_search.corpus import FaqEntry, read_faq
 from faq_search.errors import BundleError, FaqSearchError, InputError
@@ -276,7 +277,7 @@ json_values = st.recursive(
 
 
 @HYPOTHESIS
-@given(changes=st.dictionaries(st.sampled_from(sorted(bundle._manifest_keys())), json_values, max_size=4))
+@given(changes=st.dictionaries(st.sampled_from(sorted(bundle_manifest._manifest_keys())), json_values, max_size=4))
 def test_any_manifest_content_loads_or_gives_one_error_line(changes: dict[str, object]) -> None:
     """Even a manifest whose checksum matches (as if written by a buggy or hostile tool) cannot crash the loader."""
     with tempfile.TemporaryDirectory() as folder:

@@ -11,7 +11,20 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, TypeVar
 
+from faq_search.bundle.layout import ENCODER_DIR
 from faq_search.errors import InputError
+
+__all__ = [
+    "ADAPTED_MODEL",
+    "ENCODER_DIR",
+    "EncoderIdentity",
+    "EncoderSettings",
+    "Fields",
+    "LayerSpec",
+    "Pooling",
+    "Precision",
+    "choice",
+]
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -109,7 +122,6 @@ def _int(part: str, spec: str | int) -> int:
 
 ADAPTED_MODEL = "bundle:encoder"
 """The ``model`` setting of a bundle that carries its own (adapted) encoder weights, under ``encoder/``."""
-ENCODER_DIR = "encoder"
 
 
 @dataclass(frozen=True)

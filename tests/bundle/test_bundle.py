@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import faq_search
 from faq_search.bundle import files as bundle
 from faq_search.bundle.files import ENTRIES, MANIFEST, ROWS, VECTORS, read_bundle, write_bundle
 from faq_search.corpus import FaqEntry
@@ -93,7 +94,8 @@ def test_bundle_files_and_manifest(saved: tuple[FaqIndex, Path]) -> None:
     assert sorted(tree(path)) == sorted([MANIFEST, *DATA_FILES, *lexical])
     manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     assert manifest["format"] == "faq-search bundle"
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
+    assert manifest["build"]["faq-search"] == faq_search.__version__ and "numpy" in manifest["build"]
     assert manifest["encoder"] == FakeEncoder().identity.to_dict()
     assert manifest["encoder"]["weights_sha256"] == hashlib.sha256(b"fake").hexdigest()
     assert manifest["encoder"]["dimension"] == 64
@@ -343,11 +345,24 @@ def edit_manifest(path: Path, **changes: object) -> None:
     write_manifest(path, data)
 
 
+def test_a_version_1_manifest_is_upgraded_on_load(saved: tuple[FaqIndex, Path], fake_encoder: FakeEncoder) -> None:
+    index, path = saved
+    data = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    for key in ("build", "index_type", "min_score", "adaptation", "source", "created"):
+        del data[key]  # keys a version-1 manifest could lack
+    write_manifest(path, {**data, "format_version": 1})
+    old = FaqIndex.load(path, encoder=fake_encoder)
+    assert old.manifest.format_version == 2 and old.manifest.build == {}
+    assert old.manifest.index_type == "flat" and old.manifest.min_score is None and old.manifest.source is None
+    question = index.entries[0].questions[0]
+    assert [m.entry.id for m in old.ask(question)] == [m.entry.id for m in index.ask(question)]
+
+
 def test_a_newer_format_version(saved: tuple[FaqIndex, Path]) -> None:
     _, path = saved
     edit_manifest(path, format_version=99)
     message = load_error(path)
-    assert "<bundle> has bundle format 99, newer than this faq-search reads (1)" in message
+    assert "<bundle> has bundle format 99, newer than this faq-search reads (2)" in message
     assert "upgrade faq-search" in message
 
 
