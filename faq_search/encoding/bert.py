@@ -21,22 +21,21 @@ formulas on the parameters, with dropout in training mode. Module and
 parameter names are ``BertModel``'s (``encoder.layer.3.attention.self.query.weight``),
 so ``state_dict()`` and ``load_state_dict()`` are interchangeable with it.
 
-What it is not: a general transformer. :func:`read_checkpoint` returns None
+What it is not: a general transformer. :func:`~faq_search.encoding.checkpoint.read_checkpoint` returns None
 for anything else, and the encoder then uses transformers' own classes.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from faq_search.encoding.checkpoint import BLOCK_KEYS, EMBEDDING_KEYS, BertShape, required_names
 
 # Activations we implement, by config name: the name of oneDNN's fused post-op and its algorithm.
 _ACTIVATIONS: dict[str, tuple[str, str]] = {
@@ -45,165 +44,6 @@ _ACTIVATIONS: dict[str, tuple[str, str]] = {
     "gelu_pytorch_tanh": ("gelu", "tanh"),
     "relu": ("relu", ""),
 }
-# Buffers some checkpoints carry that are not part of the model's state.
-_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
-_BLOCK_KEYS = (
-    "attention.self.query.weight",
-    "attention.self.query.bias",
-    "attention.self.key.weight",
-    "attention.self.key.bias",
-    "attention.self.value.weight",
-    "attention.self.value.bias",
-    "attention.output.dense.weight",
-    "attention.output.dense.bias",
-    "attention.output.LayerNorm.weight",
-    "attention.output.LayerNorm.bias",
-    "intermediate.dense.weight",
-    "intermediate.dense.bias",
-    "output.dense.weight",
-    "output.dense.bias",
-    "output.LayerNorm.weight",
-    "output.LayerNorm.bias",
-)
-_EMBEDDING_KEYS = (
-    "embeddings.word_embeddings.weight",
-    "embeddings.position_embeddings.weight",
-    "embeddings.token_type_embeddings.weight",
-    "embeddings.LayerNorm.weight",
-    "embeddings.LayerNorm.bias",
-)
-_POOLER_KEYS = ("pooler.dense.weight", "pooler.dense.bias")
-
-
-@dataclass(frozen=True)
-class BertShape:
-    """The sizes of a plain BERT, from its ``config.json``."""
-
-    vocab_size: int
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    intermediate_size: int
-    max_positions: int
-    type_vocab_size: int
-    layer_norm_eps: float
-    activation: str
-    hidden_dropout: float = 0.1  # used only when training
-    attention_dropout: float = 0.1
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> BertShape | None:
-        """The shape of a plain BERT, or None when the config describes anything else."""
-        plain = (
-            config.get("model_type") == "bert"
-            and config.get("position_embedding_type", "absolute") == "absolute"
-            and not config.get("is_decoder", False)
-            and not config.get("add_cross_attention", False)
-            and config.get("hidden_act", "gelu") in _ACTIVATIONS
-        )
-        if not plain:
-            return None
-        try:
-            shape = cls(
-                vocab_size=int(config["vocab_size"]),
-                hidden_size=int(config["hidden_size"]),
-                num_layers=int(config["num_hidden_layers"]),
-                num_heads=int(config["num_attention_heads"]),
-                intermediate_size=int(config["intermediate_size"]),
-                max_positions=int(config.get("max_position_embeddings", 512)),
-                type_vocab_size=int(config.get("type_vocab_size", 2)),
-                layer_norm_eps=float(config.get("layer_norm_eps", 1e-12)),
-                activation=str(config.get("hidden_act", "gelu")),
-                hidden_dropout=float(config.get("hidden_dropout_prob", 0.1)),
-                attention_dropout=float(config.get("attention_probs_dropout_prob", 0.1)),
-            )
-        except (KeyError, TypeError, ValueError):
-            return None
-        return shape if shape.hidden_size % shape.num_heads == 0 and shape.type_vocab_size > 0 else None
-
-    def tensor_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Every tensor of ``BertModel``'s state (pooler included), by name."""
-        h, i = self.hidden_size, self.intermediate_size
-        shapes: dict[str, tuple[int, ...]] = {
-            "embeddings.word_embeddings.weight": (self.vocab_size, h),
-            "embeddings.position_embeddings.weight": (self.max_positions, h),
-            "embeddings.token_type_embeddings.weight": (self.type_vocab_size, h),
-            "embeddings.LayerNorm.weight": (h,),
-            "embeddings.LayerNorm.bias": (h,),
-            "pooler.dense.weight": (h, h),
-            "pooler.dense.bias": (h,),
-        }
-        per_block = {
-            "attention.self.query.weight": (h, h),
-            "attention.self.query.bias": (h,),
-            "attention.self.key.weight": (h, h),
-            "attention.self.key.bias": (h,),
-            "attention.self.value.weight": (h, h),
-            "attention.self.value.bias": (h,),
-            "attention.output.dense.weight": (h, h),
-            "attention.output.dense.bias": (h,),
-            "attention.output.LayerNorm.weight": (h,),
-            "attention.output.LayerNorm.bias": (h,),
-            "intermediate.dense.weight": (i, h),
-            "intermediate.dense.bias": (i,),
-            "output.dense.weight": (h, i),
-            "output.dense.bias": (h,),
-            "output.LayerNorm.weight": (h,),
-            "output.LayerNorm.bias": (h,),
-        }
-        for block in range(self.num_layers):
-            shapes.update({f"encoder.layer.{block}.{name}": size for name, size in per_block.items()})
-        return shapes
-
-
-def read_checkpoint(directory: str | Path) -> tuple[BertShape, dict[str, torch.Tensor]] | None:
-    """The shape and state of a plain BERT stored as ``config.json`` + ``model.safetensors``.
-
-    The state holds exactly what ``BertModel.state_dict()`` would (same names,
-    stored dtypes and values; the pooler only if the file has it). Returns None
-    for anything this module does not run -- another architecture, sharded or
-    pickle weights, prefixed or extra tensors -- so the caller can use
-    transformers instead.
-    """
-    folder = Path(directory)
-    config_file, weights_file = folder / "config.json", folder / "model.safetensors"
-    if not config_file.is_file() or not weights_file.is_file():
-        return None
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    shape = BertShape.from_config(config) if isinstance(config, dict) else None
-    if shape is None:
-        return None
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        tensors = load_file(str(weights_file))
-    except (OSError, SafetensorError):
-        return None
-    expected = shape.tensor_shapes()
-    names = set(tensors) - set(_BUFFERS)
-    required = set(expected) - set(_POOLER_KEYS)
-    if not required <= names <= set(expected):
-        return None
-    if any(tuple(tensors[name].shape) != expected[name] for name in names):
-        return None
-    if any(not tensors[name].is_floating_point() for name in names):
-        return None
-    return shape, {name: tensors[name] for name in sorted(names)}
-
-
-def weights_digest(state: Iterable[tuple[str, torch.Tensor]]) -> str:
-    """SHA-256 over a model state: each tensor's name, dtype and bytes, in name order."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(state, key=lambda item: item[0]):
-        digest.update(name.encode("utf-8"))
-        digest.update(str(tensor.dtype).encode("ascii"))
-        data = tensor.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy()
-        digest.update(data.data)  # the bytes in place, no copy
-    return digest.hexdigest()
 
 
 class _Named(nn.Module):
@@ -436,10 +276,6 @@ def _linear_add(values: torch.Tensor, residual: torch.Tensor, weight: torch.Tens
     return out
 
 
-def _required_names(blocks: int) -> list[str]:
-    return [*_EMBEDDING_KEYS, *(f"encoder.layer.{n}.{name}" for n in range(blocks) for name in _BLOCK_KEYS)]
-
-
 def fused_ops_work(dtype: torch.dtype) -> bool:
     """True when oneDNN's fused linear ops exist here and agree with the plain ops in ``dtype``."""
     try:
@@ -488,14 +324,14 @@ class LeanBert(nn.Module):
         """The embeddings and first ``blocks`` blocks of ``state`` (BertModel names), in fp32, not yet prepared."""
         super().__init__()
         self.shape = shape
-        missing = [name for name in _required_names(blocks) if name not in state]
+        missing = [name for name in required_names(blocks) if name not in state]
         if missing:
             raise KeyError(f"the checkpoint lacks {missing[:3]}")
         self.embeddings = _Named()
-        _attach(self.embeddings, {name.split(".", 1)[1]: state[name].float() for name in _EMBEDDING_KEYS})
+        _attach(self.embeddings, {name.split(".", 1)[1]: state[name].float() for name in EMBEDDING_KEYS})
         self.encoder = _Named()
         self.encoder.layer = nn.ModuleList(
-            Block(shape, {name: state[f"encoder.layer.{n}.{name}"].float() for name in _BLOCK_KEYS})
+            Block(shape, {name: state[f"encoder.layer.{n}.{name}"].float() for name in BLOCK_KEYS})
             for n in range(blocks)
         )
         self.dtype = torch.float32

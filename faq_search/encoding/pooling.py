@@ -78,3 +78,19 @@ def pool_layers(
         summed = torch.stack([hidden_states[i].float() for i in indices]).sum(dim=0)
         return pool(summed, mask)
     return torch.cat([pool(hidden_states[i].float(), mask) for i in indices], dim=-1)
+
+
+def sentence_vectors(
+    hidden_states: Sequence[torch.Tensor],
+    indices: Sequence[int],
+    mask: torch.Tensor,
+    pooling: Pooling,
+    combine: str,
+) -> torch.Tensor:
+    """Unit-length float32 sentence vectors: :func:`pool_layers`, then L2 normalisation.
+
+    The one place a sentence vector is finished: the encoder, tuning, adaptation
+    and exports all call it, so their vectors agree bit for bit.
+    """
+    pooled = pool_layers(hidden_states, indices, mask, pooling, combine)
+    return torch.nn.functional.normalize(pooled.float(), dim=-1)

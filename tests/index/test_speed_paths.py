@@ -194,10 +194,10 @@ def test_the_bare_tokenizer_equals_transformers(real_encoder) -> None:  # type: 
 def test_the_weights_hash_is_transformers_state_dict_hash(real_encoder) -> None:  # type: ignore[no-untyped-def]
     import transformers
 
-    from faq_search.encoding.encoder import _weights_digest, resolve_model
+    from faq_search.encoding.loading import loaded_weights_digest, resolve_model
 
     model = transformers.AutoModel.from_pretrained(resolve_model("default")[0], local_files_only=True)
-    assert real_encoder.weights_sha256 == _weights_digest(model)
+    assert real_encoder.weights_sha256 == loaded_weights_digest(model)
     assert type(real_encoder.model).__name__ == "LeanBert"
 
 
@@ -262,10 +262,10 @@ def test_plain_torch_ops_equal_the_fused_ones(real_encoder) -> None:  # type: ig
 def test_auto_precision_is_fp32_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    import faq_search.encoding.encoder as encoder_module
+    import faq_search.encoding.loading as loading_module
     from faq_search.encoding.encoder import BertEncoder, resolve_precision
 
-    monkeypatch.setattr(encoder_module, "native_bf16", lambda: False)
+    monkeypatch.setattr(loading_module, "native_bf16", lambda: False)
     assert resolve_precision(Precision.AUTO) is Precision.FP32
     encoder = BertEncoder(EncoderSettings())
     assert encoder.precision is Precision.FP32
