@@ -35,6 +35,7 @@ from faq_search.encoding.loading import (
     native_bf16,
     resolve_model,
     resolve_precision,
+    with_transformers,
 )
 from faq_search.encoding.protocol import Encoder, TextWindows
 from faq_search.encoding.settings import (
@@ -158,16 +159,11 @@ class BertEncoder:
 
         from faq_search.encoding.checkpoint import BertShape
 
-        transformers.logging.disable_progress_bar()
-        transformers.logging.set_verbosity_error()
-        try:
-            model = transformers.AutoModel.from_pretrained(source, local_files_only=True, trust_remote_code=False)
-        except (OSError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(
-                f"cannot load model {self.settings.model!r} ({first}); pass a local Hugging Face "
-                "model directory with --model, or download the model first"
-            ) from None
+        model = with_transformers(
+            lambda: transformers.AutoModel.from_pretrained(source, local_files_only=True, trust_remote_code=False),
+            f"model {self.settings.model!r}",
+            "pass a local Hugging Face model directory with --model, or download the model first",
+        )
         model.eval()
         shape = BertShape.from_config(model.config.to_dict()) if type(model).__name__ == "BertModel" else None
         if shape is not None and set(model.state_dict()) - set(shape.tensor_shapes()):
@@ -216,16 +212,11 @@ class BertEncoder:
                 if self._hf_tokenizer is None:
                     import transformers
 
-                    transformers.logging.disable_progress_bar()
-                    transformers.logging.set_verbosity_error()
-                    try:
-                        tokenizer = transformers.AutoTokenizer.from_pretrained(self._source, local_files_only=True)
-                    except (OSError, ValueError) as exc:
-                        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                        raise ModelError(
-                            f"cannot load the tokenizer of model {self.settings.model!r} ({first}); pass a local "
-                            "Hugging Face model directory with --model"
-                        ) from None
+                    tokenizer = with_transformers(
+                        lambda: transformers.AutoTokenizer.from_pretrained(self._source, local_files_only=True),
+                        f"the tokenizer of model {self.settings.model!r}",
+                        "pass a local Hugging Face model directory with --model",
+                    )
                     if not getattr(tokenizer, "is_fast", False):
                         raise ModelError(
                             f"model {self.settings.model!r} has no fast tokenizer (tokenizer.json); convert it first"

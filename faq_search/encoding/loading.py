@@ -8,9 +8,10 @@ local cache (``local_files_only``). Nothing runs model code from a repository.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from faq_search.encoding.settings import DEFAULT_MODEL, Precision
 from faq_search.errors import ModelError
@@ -18,6 +19,8 @@ from faq_search.errors import ModelError
 if TYPE_CHECKING:
     import tokenizers
     import torch
+
+T = TypeVar("T")
 
 
 @cache
@@ -118,3 +121,19 @@ def fast_tokenizer(source: str, max_seq_len: int) -> tokenizers.Tokenizer | None
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_seq_len)
     return tokenizer
+
+
+def with_transformers(load: Callable[[], T], what: str, fix: str) -> T:
+    """``load()`` with transformers quiet (no progress bars, no warnings); its load errors become one ModelError.
+
+    ``what`` names the thing that failed (``model 'x'``), ``fix`` what to do about it.
+    """
+    import transformers
+
+    transformers.logging.disable_progress_bar()
+    transformers.logging.set_verbosity_error()
+    try:
+        return load()
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"cannot load {what} ({first}); {fix}") from None
