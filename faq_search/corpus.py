@@ -55,16 +55,24 @@ class FaqEntry:
     answer: str
     questions: tuple[str, ...] = ()
     metadata: Mapping[str, str] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    """Ids of further rows with the same answer, merged into this entry (see :func:`merge_duplicate_answers`)."""
 
     @property
     def question(self) -> str | None:
         """The first question of the entry, or None when it has none."""
         return self.questions[0] if self.questions else None
 
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """This entry's id, then the ids merged into it."""
+        return (self.id, *self.aliases)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (used by the bundle and by ``--json`` output)."""
         return {
             "id": self.id,
+            "ids": list(self.ids),
             "question": self.question,
             "questions": list(self.questions),
             "answer": self.answer,
@@ -73,13 +81,39 @@ class FaqEntry:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FaqEntry:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict` (``ids`` is absent from bundles written before merging existed)."""
         return cls(
             id=str(data["id"]),
             answer=str(data["answer"]),
             questions=tuple(str(q) for q in data.get("questions") or ()),
             metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+            aliases=tuple(str(i) for i in (data.get("ids") or [data["id"]])[1:]),
         )
+
+
+def merge_duplicate_answers(entries: Iterable[FaqEntry]) -> list[FaqEntry]:
+    """One entry per distinct answer text (whitespace-normalised), holding every question and id of its rows.
+
+    An FAQ exported with one row per question variant repeats its answer under
+    several ids; left apart, the same answer would fill several places of the
+    top k. The merged entry keeps the first row's id, answer text and metadata,
+    its questions in order without repeats, and the other rows' ids as
+    ``aliases``. Example: rows ``(a, "Q1", "Reset it.")``, ``(b, "Q2", "Reset  it.")``
+    -> one entry ``a`` with questions ``("Q1", "Q2")`` and aliases ``("b",)``.
+    """
+    groups: dict[str, list[FaqEntry]] = {}
+    for entry in entries:
+        groups.setdefault(" ".join(entry.answer.split()), []).append(entry)
+    merged = []
+    for group in groups.values():
+        first = group[0]
+        if len(group) == 1:
+            merged.append(first)
+            continue
+        questions = tuple(dict.fromkeys(q for entry in group for q in entry.questions))
+        aliases = tuple(dict.fromkeys(i for entry in group for i in entry.ids))[1:]
+        merged.append(FaqEntry(first.id, first.answer, questions, first.metadata, aliases))
+    return merged
 
 
 def detect_format(path: Path) -> str:
@@ -101,16 +135,19 @@ def read_faq(
     question_column: str | Sequence[str] | None = None,
     id_column: str | None = None,
     file_format: str | None = None,
+    keep_duplicate_answers: bool = False,
 ) -> list[FaqEntry]:
     """Read and validate an FAQ file (CSV, TSV, JSON, JSONL, Parquet or Excel).
 
     ``question_column`` and ``id_column`` default to ``question`` and ``id``
     when such columns exist; named explicitly, they must exist. Several
-    question columns may be given; each non-empty cell is a paraphrase.
+    question columns may be given; each non-empty cell is a paraphrase. Rows
+    with the same answer text become one entry (:func:`merge_duplicate_answers`)
+    unless ``keep_duplicate_answers``.
     """
     path = Path(path)
     frame = read_table(path, file_format)
-    return entries_from_frame(
+    entries = entries_from_frame(
         frame,
         source=path.name,
         answer_column=answer_column,
@@ -118,6 +155,7 @@ def read_faq(
         id_column=id_column,
         row_offset=1 if (file_format or detect_format(path)) in ("json", "jsonl") else 2,
     )
+    return entries if keep_duplicate_answers else merge_duplicate_answers(entries)
 
 
 def read_table(path: Path, file_format: str | None = None) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from faq_search.corpus import FaqEntry, read_faq
+from faq_search.corpus import FaqEntry, merge_duplicate_answers, read_faq
 from faq_search.errors import InputError
 from tests.conftest import DATA, REPO
 
@@ -297,19 +297,43 @@ NO_IDS = pd.DataFrame(
 
 @pytest.mark.parametrize("fmt", ALL_FORMATS)
 def test_derived_ids_are_unique_and_identical_rows_get_suffixes(tmp_path: Path, fmt: str) -> None:
-    ids = [e.id for e in read_faq(write(tmp_path, NO_IDS, fmt))]
+    ids = [e.id for e in read_faq(write(tmp_path, NO_IDS, fmt), keep_duplicate_answers=True)]
     assert len(set(ids)) == 4
     assert all(re.fullmatch(r"faq-[0-9a-f]{12}(-\d+)?", i) for i in ids)
     assert ids[2] == f"{ids[0]}-2"  # the identical row, in file order
     assert ids[1] != ids[3]  # same question, other answer: another id
 
 
+def test_rows_with_the_same_answer_become_one_entry_with_every_question_and_id(tmp_path: Path) -> None:
+    tracking = "Use the tracking link."
+    frame = pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d"],
+            "question": ["Where is my parcel?", "Can I return it?", "Parcel not here yet?", "Where is my parcel?"],
+            "answer": [tracking, "Within 30 days.", "Use  the tracking\nlink. ", tracking],
+            "topic": ["shipping", "returns", "other", "again"],
+        }
+    )
+    entries = read_faq(write(tmp_path, frame, "csv"))
+    assert [e.id for e in entries] == ["a", "b"]
+    merged = entries[0]
+    assert merged.ids == ("a", "c", "d") and merged.aliases == ("c", "d")
+    assert merged.questions == ("Where is my parcel?", "Parcel not here yet?")  # no repeats, file order
+    assert merged.answer == "Use the tracking link." and merged.metadata == {"topic": "shipping"}
+    assert FaqEntry.from_dict(merged.to_dict()) == merged
+    assert [e.id for e in read_faq(write(tmp_path, frame, "csv"), keep_duplicate_answers=True)] == ["a", "b", "c", "d"]
+    assert merge_duplicate_answers(entries) == entries  # idempotent
+
+
 def test_derived_ids_do_not_depend_on_the_format_or_on_other_rows(tmp_path: Path) -> None:
-    reference = [e.id for e in read_faq(write(tmp_path, NO_IDS, "csv"))]
+    reference = [e.id for e in read_faq(write(tmp_path, NO_IDS, "csv"), keep_duplicate_answers=True)]
     for fmt in ALL_FORMATS:
-        assert [e.id for e in read_faq(write(tmp_path, NO_IDS, fmt, stem=f"x-{fmt}"))] == reference
+        path = write(tmp_path, NO_IDS, fmt, stem=f"x-{fmt}")
+        assert [e.id for e in read_faq(path, keep_duplicate_answers=True)] == reference
     grown = pd.concat([pd.DataFrame({"question": ["New?"], "answer": ["New."]}), NO_IDS], ignore_index=True)
-    assert [e.id for e in read_faq(write(tmp_path, grown, "csv", stem="grown"))][1:] == reference
+    assert [e.id for e in read_faq(write(tmp_path, grown, "csv", stem="grown"), keep_duplicate_answers=True)][
+        1:
+    ] == reference
     shuffled = NO_IDS.iloc[[1, 0, 3]]
     assert [e.id for e in read_faq(write(tmp_path, shuffled, "csv", stem="shuf"))] == [
         reference[1],
@@ -320,7 +344,7 @@ def test_derived_ids_do_not_depend_on_the_format_or_on_other_rows(tmp_path: Path
 
 def test_derived_ids_depend_on_the_question_too(tmp_path: Path) -> None:
     df = pd.DataFrame({"question": ["A?", "B?", ""], "answer": ["Same.", "Same.", "Same."]})
-    ids = [e.id for e in read_faq(write(tmp_path, df, "csv"))]
+    ids = [e.id for e in read_faq(write(tmp_path, df, "csv"), keep_duplicate_answers=True)]
     assert len(set(ids)) == 3
     assert not any(i.endswith("-2") for i in ids)
 
