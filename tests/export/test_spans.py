@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
+import pytest
 
+from faq_search.encoding.windows import split_windows
 from faq_search.export.spans import Span, TextRun, plan_spans, word_starts
 
 
@@ -74,3 +77,36 @@ def test_each_word_takes_the_window_where_it_has_most_context() -> None:
         assert min(start - owner.start, owner.end - end) == max(context)
         for piece in range(start, end):
             assert run.vector_of(piece, owner)[0] == 100 * owner.window + piece
+
+
+@pytest.fixture(scope="module")
+def bare_tokenizer():  # type: ignore[no-untyped-def]
+    """The bundled model's tokenizer without truncation (no model weights, no torch)."""
+    import tokenizers
+
+    from faq_search.encoding.encoder import resolve_model
+
+    tokenizer = tokenizers.Tokenizer.from_file(str(Path(resolve_model("default")[0]) / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def test_index_windows_and_token_windows_differ_as_documented(bare_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    """The two splitters' docstrings: index rows overlap by a quarter, token windows by half; long words differ."""
+    words = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
+    words += " seventeen eighteen nineteen twenty"
+    rows = split_windows(bare_tokenizer, words, 10)  # 8 pieces besides [CLS]/[SEP], one piece per word
+    assert rows == [
+        "one two three four five six seven eight",
+        "seven eight nine ten eleven twelve thirteen fourteen",
+        "thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty",
+    ]  # steps of 6 = three quarters of 8
+    assert plan_spans(list(range(20)), 8, windows=True) == [(0, 8), (4, 12), (8, 16), (12, 20)]  # steps of 4: half
+
+    long_word = "Hello " + "qzxjvk" * 6 + " world"  # 36 pieces in the middle word
+    encoding = bare_tokenizer.encode(long_word, add_special_tokens=False)
+    assert len(encoding.ids) == 38
+    assert split_windows(bare_tokenizer, long_word, 32)[:4] == ["Hello", "q", "z", "x"]  # shrinks to one piece
+    spans = plan_spans(list(encoding.word_ids), 30, windows=True)
+    assert spans[1] == (1, 31)  # cut at the full width
