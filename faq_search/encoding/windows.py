@@ -3,6 +3,21 @@
 BERT sees at most ``max_seq_len`` word pieces. An answer longer than that is
 embedded as several windows of whole words that overlap by a quarter of a
 window; each window is a row of the index, and the entry scores its best row.
+
+This is one of two window splitters, on purpose. Token and word vectors
+(``faq-search embed``) plan their own windows over word-piece ids in
+:mod:`faq_search.export.spans`, and the two differ where their ends differ:
+
+- overlap: a quarter here, because each window is a whole passage to be
+  matched and more overlap only adds near-duplicate index rows; half there,
+  because every piece needs one window where it has context on both sides
+  (at least about a quarter of a window each way) for its own vector;
+- units: substrings here, which the encoder tokenizes again like any text;
+  ranges of the already computed piece ids there, whose vectors are sliced
+  back to pieces;
+- a word longer than the window: cut at the full width there; here the window
+  is shrunk to keep words whole, which leaves windows of a single piece until
+  the word's end fits (see :func:`split_windows`).
 """
 
 from __future__ import annotations
@@ -40,9 +55,19 @@ def split_windows(tokenizer: Any, text: str, max_seq_len: int, overlap: float = 
     """``text`` itself when it fits, else overlapping substrings that each fit.
 
     Windows start and end on word boundaries (never inside a word's pieces) and
-    cover the whole text; consecutive windows share about ``overlap`` of a window.
+    cover the whole text; consecutive windows share about ``overlap`` of a window
+    (a quarter for index rows; token vectors use half, see the module docstring).
     ``tokenizer`` is transformers' fast tokenizer or a bare ``tokenizers.Tokenizer``
-    without truncation (the same pieces, offsets and words).
+    without truncation (the same pieces, offsets and words). With the bundled
+    model's uncased WordPiece, one piece per word::
+
+        split_windows(tok, "one two three ... twenty", 10)  # 8 pieces a window, 6 a step
+        -> ["one two ... eight", "seven eight ... fourteen", "thirteen fourteen ... twenty"]
+
+    Limit: a word longer than a window cannot stay whole, and the window then
+    shrinks to a single piece: ``"Hello " + "qzxjvk" * 6 + " world"`` at 32 gives
+    ``["Hello", "q", "z", "x", ...]`` until the rest fits. The export planner
+    (:func:`faq_search.export.spans.plan_spans`) cuts such a word at the full width.
     """
     offsets, words = _pieces(tokenizer, text)
     budget = max_seq_len - special_tokens(tokenizer)
