@@ -14,13 +14,29 @@ takes a small part of a run, so ``--write-kills`` more kills are aimed at it
 (when the temporary bundle directory appears). Then one run is killed halfway
 through embedding and rerun, to measure how much work the rerun resumes.
 
-Part 2: a small bundle built with the real model; every byte of every file is
-set to each of its 255 other values, the file is cut at every length, and
-each file is removed; each case must be refused on load with an error naming
-the file. A manifest of a newer format (correctly checksummed) must be refused.
+Part 2: corruption, on two one-entry bundles built with the real model: one
+with the default settings (BM25 fusion on, so ``lexical/`` holds the BM25
+index) and one adapted (``encoder/`` holds the encoder's weights and
+tokenizer, 87 MiB; see :func:`adapted_bundle`). Every file of both, nested
+ones included, is corrupted case by case and the bundle loaded; each case
+must be refused with an error naming the file. Which cases, per file:
+
+- a file the loader refuses after reading at most 1 MiB (``EXHAUSTIVE_READ``:
+  the manifest plus the files it lists up to that one) is swept byte by byte:
+  every byte set to each of its 255 other values, the file cut at every
+  length, and the file removed. That is every file of the default bundle,
+  and the adapted bundle's manifest and ``encoder/config.json``;
+- the adapted bundle's other files sit behind the weights, so every case
+  re-reads and re-hashes 87 MiB (about 0.3 s): there the first and last byte
+  and ``--positions`` seeded random ones (default 64), each set to one other
+  value; cuts at 0, at size-1 and at ``--truncations`` random lengths
+  (default 16); and removal.
+
+Last, a manifest of a newer format (correctly checksummed) must be refused.
 
     python benchmarks/bench_crash.py                    # 20 kills, exhaustive corruption
     python benchmarks/bench_crash.py --kills 5 --skip-corruption
+    python benchmarks/bench_crash.py --skip-kills       # corruption only
 """
 
 from __future__ import annotations
@@ -345,8 +361,8 @@ def main() -> None:
     parser.add_argument("--old", type=int, default=100, help="entries of the bundle being updated")
     parser.add_argument("--new", type=int, default=600, help="entries of the FAQ it is updated to")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--positions", type=int, default=64, help="sampled bytes per file not swept byte by byte")
-    parser.add_argument("--truncations", type=int, default=16, help="sampled truncations per such file")
+    parser.add_argument("--positions", type=int, default=64, help="random bytes changed per sampled file")
+    parser.add_argument("--truncations", type=int, default=16, help="random truncations per such file")
     parser.add_argument("--skip-kills", action="store_true")
     parser.add_argument("--skip-corruption", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
