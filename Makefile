@@ -1,7 +1,9 @@
 # Two entry points for a fresh machine: `make demo` and `make test` (see README).
-# Everything installs into ./.venv; torch comes first as the CPU build so that no
-# later requirement pulls a multi-GB CUDA build. constraints.txt pins the versions
-# the test suite last passed with.
+# Everything installs into ./.venv; torch comes first, so that no later requirement
+# picks a torch build of its own. Where the default pip index serves a CUDA build
+# (PyPI on Linux x86-64), take the CPU one:
+#   make test TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+# constraints.txt pins the versions the test suite last passed with.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -41,7 +43,7 @@ lint: dev
 browser:  ## Debian's chromium for the search-page test (installed when missing, as root)
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" -eq 0 ] && apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
-		echo "chromium is missing: apt-get install chromium (tests/test_web_page.py skips without it, fails under CI)"
+		echo "chromium is missing: apt-get install chromium (tests/service/test_web_page.py skips without it, fails under CI)"
 
 test: dev lint browser  ## lint, type-check and run the whole test suite
 	$(BIN)/python -m pytest

@@ -7,7 +7,7 @@ defaults of ``faq-search adapt``), each scored on all of the set's queries
 time to adapt a 1,000-entry FAQ: the entries of both sets together, topped up
 to 1,000 with stackfaq answers asked by a second wording (a query of the set).
 
-    python benchmarks/adapt.py [--sets stackfaq covidfaq_jhu] [--epochs N] [--no-timing]
+    python benchmarks/adapt.py [--sets stackfaq covidfaq_jhu] [--epochs N] [--no-timing] [--data DIR]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from shared_data import add_data_option, require_sets
 
 from faq_search.corpus import FaqEntry, read_faq
 from faq_search.encoding.encoder import BertEncoder
@@ -28,7 +29,6 @@ from faq_search.index.lexical import HybridSettings
 from faq_search.quality.adapt import AdaptSettings, adapt
 from faq_search.quality.evaluate import LabelledQuery, evaluate, read_queries
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 SETS = ("stackfaq", "covidfaq_jhu")
 
 
@@ -41,16 +41,16 @@ def scores(encoder: BertEncoder, entries: Sequence[FaqEntry], queries: Sequence[
     return out[0], out[1]
 
 
-def thousand_entries() -> list[FaqEntry]:
+def thousand_entries(data: Path) -> list[FaqEntry]:
     """1,000 entries from the shared sets: all of both FAQs, then stackfaq answers under a query's wording."""
     entries: list[FaqEntry] = []
     for name in SETS:
         entries += [
             FaqEntry(id=f"{name}-{e.id}", answer=e.answer, questions=e.questions)
-            for e in read_faq(SHARED / name / "faq.csv")
+            for e in read_faq(data / name / "faq.csv")
         ]
-    stack = {e.id: e for e in read_faq(SHARED / "stackfaq" / "faq.csv")}
-    for n, query in enumerate(read_queries(SHARED / "stackfaq" / "queries.csv")):
+    stack = {e.id: e for e in read_faq(data / "stackfaq" / "faq.csv")}
+    for n, query in enumerate(read_queries(data / "stackfaq" / "queries.csv")):
         if len(entries) >= 1000:
             break
         answer = stack[sorted(query.relevant)[0]].answer
@@ -63,7 +63,9 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
     parser.add_argument("--epochs", type=int, default=None, help="default: faq-search adapt's automatic choice")
     parser.add_argument("--no-timing", action="store_true", help="skip the 1,000-entry timing run")
+    add_data_option(parser)
     args = parser.parse_args()
+    data = require_sets(args.data, SETS if not args.no_timing else args.sets)
     settings = AdaptSettings(epochs=args.epochs)
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
@@ -72,8 +74,8 @@ def main() -> None:
     print(f"adapt settings: {settings}")
     print("MRR@10 on all queries of each set; training on the FAQ's own pairs only\n")
     for name in args.sets:
-        entries = read_faq(SHARED / name / "faq.csv")
-        queries = read_queries(SHARED / name / "queries.csv")
+        entries = read_faq(data / name / "faq.csv")
+        queries = read_queries(data / name / "queries.csv")
         encoder = BertEncoder()
         base = scores(encoder, entries, queries)
         started = time.perf_counter()
@@ -91,7 +93,7 @@ def main() -> None:
         print(f"  adapt wall time {wall:.0f} s, peak resident memory {report.peak_memory_mb:.0f} MiB")
         print()
     if not args.no_timing:
-        entries = thousand_entries()
+        entries = thousand_entries(data)
         started = time.perf_counter()
         report = adapt(BertEncoder(), entries, settings)
         wall = time.perf_counter() - started

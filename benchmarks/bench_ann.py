@@ -15,6 +15,7 @@ draws from the same generator (new texts on known topics), not stored rows.
 
     python benchmarks/bench_ann.py                    # 1,000,000 vectors, about 5 minutes
     python benchmarks/bench_ann.py --n 100000 --types hnsw ivf
+    python benchmarks/bench_ann.py --calibrate [--data DIR]   # generator vs real vectors of the shared sets
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from shared_data import add_data_option, require_sets
 
 # Generator parameters (see the module docstring and --calibrate).
 COMMON, RANK, ALPHA, SPREAD, NOISE, PER_CLUSTER = 1.1, 96, 0.63, 0.42, 0.35, 10
@@ -72,12 +74,11 @@ def describe(vectors: np.ndarray) -> str:
     )
 
 
-def calibrate() -> None:
+def calibrate(shared: Path) -> None:
     import pandas as pd
 
     from faq_search.encoding.encoder import BertEncoder
 
-    shared = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
     texts: list[str] = []
     for name in ("stackfaq", "covidfaq_jhu"):
         faq = pd.read_csv(shared / name / "faq.csv")
@@ -100,9 +101,10 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000, help="queries for recall@10 and latency")
     parser.add_argument("--flat-latency-queries", type=int, default=50, help="one-at-a-time queries for flat")
     parser.add_argument("--calibrate", action="store_true", help="compare the generator with real vectors, then stop")
+    add_data_option(parser)
     args = parser.parse_args()
     if args.calibrate:
-        calibrate()
+        calibrate(require_sets(args.data, ("stackfaq", "covidfaq_jhu")))
         return
 
     import faiss

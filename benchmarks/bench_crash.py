@@ -14,13 +14,29 @@ takes a small part of a run, so ``--write-kills`` more kills are aimed at it
 (when the temporary bundle directory appears). Then one run is killed halfway
 through embedding and rerun, to measure how much work the rerun resumes.
 
-Part 2: a small bundle built with the real model; every byte of every file is
-set to each of its 255 other values, the file is cut at every length, and
-each file is removed; each case must be refused on load with an error naming
-the file. A manifest of a newer format (correctly checksummed) must be refused.
+Part 2: corruption, on two one-entry bundles built with the real model: one
+with the default settings (BM25 fusion on, so ``lexical/`` holds the BM25
+index) and one adapted (``encoder/`` holds the encoder's weights and
+tokenizer, 87 MiB; see :func:`adapted_bundle`). Every file of both, nested
+ones included, is corrupted case by case and the bundle loaded; each case
+must be refused with an error naming the file. Which cases, per file:
+
+- a file the loader refuses after reading at most 1 MiB (``EXHAUSTIVE_READ``:
+  the manifest plus the files it lists up to that one) is swept byte by byte:
+  every byte set to each of its 255 other values, the file cut at every
+  length, and the file removed. That is every file of the default bundle,
+  and the adapted bundle's manifest and ``encoder/config.json``;
+- the adapted bundle's other files sit behind the weights, so every case
+  re-reads and re-hashes 87 MiB (about 0.3 s): there the first and last byte
+  and ``--positions`` seeded random ones (default 64), each set to one other
+  value; cuts at 0, at size-1 and at ``--truncations`` random lengths
+  (default 16); and removal.
+
+Last, a manifest of a newer format (correctly checksummed) must be refused.
 
     python benchmarks/bench_crash.py                    # 20 kills, exhaustive corruption
     python benchmarks/bench_crash.py --kills 5 --skip-corruption
+    python benchmarks/bench_crash.py --skip-kills       # corruption only
 """
 
 from __future__ import annotations
@@ -194,63 +210,147 @@ def kills(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     }
 
 
-def corruption(work: Path) -> dict[str, Any]:
+EXHAUSTIVE_READ = 1 << 20
+"""A file is swept byte by byte when refusing it makes the loader read at most this much (see the docstring)."""
+
+
+def adapted_bundle(entries: list[Any], path: Path) -> None:
+    """An adapted bundle as ``faq-search adapt`` writes it when it keeps the weights, without the training.
+
+    ``adapt_index`` runs for real (it saves the encoder to ``encoder/`` with
+    ``save_encoder``, indexes with it, records the adaptation in the manifest);
+    only the training step is replaced by one that keeps the base weights.
+    Training changes the weights' values, not which files are written or how
+    they are checked, and takes minutes.
+    """
+    from unittest import mock
+
+    from faq_search.quality import adapt as adapt_module
+
+    def untrained(*args: object, **kwargs: object) -> Any:
+        return adapt_module.AdaptReport(
+            pairs=len(entries), held_out_questions=0, steps=0, seconds=0.0, before=0.0, after=0.0, kept=True,
+            stopped="epochs", peak_memory_mb=0.0,
+        )  # fmt: skip
+
+    with mock.patch.object(adapt_module, "adapt", untrained):
+        index, _ = adapt_module.adapt_index(entries)
+    index.save(path)
+
+
+def bundle_files(path: Path) -> list[tuple[str, int]]:
+    """Every file of the bundle, nested ones included, in the order the loader checks them, with the bytes
+    the loader reads before it can refuse that file (the manifest, then each listed file up to this one)."""
+    from faq_search.bundle.files import MANIFEST
+
+    listed = list(json.loads((path / MANIFEST).read_bytes())["files"])
+    on_disk = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
+    if sorted([MANIFEST, *listed]) != on_disk:
+        raise SystemExit(f"{path}: the files on disk {on_disk} differ from the manifest's list {listed}")
+    read = (path / MANIFEST).stat().st_size
+    out = [(MANIFEST, read)]
+    for name in listed:
+        read += (path / name).stat().st_size
+        out.append((name, read))
+    return out
+
+
+def sweep_file(path: Path, name: str, exhaustive: bool, args: argparse.Namespace, refused: Any) -> dict[str, Any]:
+    """Corrupt one file in place, case by case, and put it back; count the cases the loader refused."""
+    original = (path / name).read_bytes()
+    size = len(original)
+    rng = random.Random(f"{args.seed}:{name}")
+    if exhaustive:
+        changes = [(position, value) for position in range(size) for value in range(256) if value != original[position]]
+        lengths = list(range(size))
+        mode = "every byte set to each of its 255 other values, every truncation"
+    else:
+        positions = sorted({0, size - 1, *rng.sample(range(size), min(size, args.positions))})
+        changes = [(position, original[position] ^ rng.randrange(1, 256)) for position in positions]
+        lengths = sorted({0, size - 1, *rng.sample(range(size), min(size, args.truncations))})
+        mode = f"{len(changes)} sampled bytes (first and last included) changed, {len(lengths)} truncations"
+    cases = detected = 0
+    missed: list[str] = []
+    began = time.perf_counter()
+
+    def check(case: str) -> None:
+        nonlocal cases, detected
+        cases += 1
+        if refused(name):
+            detected += 1
+        elif len(missed) < 5:
+            missed.append(case)
+
+    fd = os.open(path / name, os.O_RDWR)
+    try:
+        for position, value in changes:
+            os.pwrite(fd, bytes([value]), position)
+            check(f"byte {position} = {value}")
+            os.pwrite(fd, original[position : position + 1], position)
+        for length in lengths:
+            os.ftruncate(fd, length)
+            check(f"cut at {length}")
+            os.pwrite(fd, original[length:], length)
+    finally:
+        os.close(fd)
+    (path / name).unlink()
+    check("removed")
+    (path / name).write_bytes(original)
+    if refused(name):
+        raise SystemExit(f"{path}: the intact bundle is refused after sweeping {name}")
+    seconds = time.perf_counter() - began
+    print(f"  {name}: {size:,} bytes, {mode}, removal: {detected:,} of {cases:,} refused naming it ({seconds:.0f} s)")
+    if missed:
+        print(f"    NOT refused: {missed}")
+    return {"bytes": size, "mode": mode, "cases": cases, "detected": detected, "not_refused": missed}
+
+
+def corruption(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from faq_search.bundle import files as bundle
     from faq_search.corpus import FaqEntry
     from faq_search.encoding.encoder import BertEncoder
     from faq_search.errors import BundleError
     from faq_search.index.faq_index import FaqIndex
 
-    encoder = BertEncoder()
-    path = work / "small"
-    FaqIndex.build(
-        [FaqEntry("ship", "Parcels ship within two working days.", ("How long does shipping take?",), {"k": "v"})],
-        encoder=encoder,
-    ).save(path)
-
-    def refused(name: str) -> bool:
-        try:
-            FaqIndex.load(path, encoder=encoder)
-        except BundleError as exc:
-            return name in str(exc)
-        return False
+    entries = [FaqEntry("ship", "Parcels ship within two working days.", ("How long does shipping take?",), {"k": "v"})]
+    bundles = {"default": work / "default", "adapted": work / "adapted"}
+    FaqIndex.build(entries, encoder=BertEncoder()).save(bundles["default"])  # defaults: BM25 fusion on, lexical/
+    adapted_bundle(entries, bundles["adapted"])
 
     results: dict[str, Any] = {}
-    for name in sorted(p.name for p in path.iterdir()):
-        original = (path / name).read_bytes()
-        cases = detected = 0
-        began = time.perf_counter()
-        fd = os.open(path / name, os.O_RDWR)
-        try:
-            for position in range(len(original)):
-                for value in range(256):
-                    if value == original[position]:
-                        continue
-                    os.pwrite(fd, bytes([value]), position)
-                    cases += 1
-                    detected += refused(name)
-                os.pwrite(fd, original[position : position + 1], position)
-            for length in range(len(original)):
-                os.ftruncate(fd, length)
-                cases += 1
-                detected += refused(name)
-                os.pwrite(fd, original[length:], length)
-        finally:
-            os.close(fd)
-        (path / name).unlink()
-        cases += 1
-        detected += refused(name)
-        (path / name).write_bytes(original)
-        results[name] = {"bytes": len(original), "cases": cases, "detected": detected}
-        print(
-            f"{name}: {len(original)} bytes, {cases} corruptions (255 values per byte, every truncation, removal): "
-            f"{detected} detected ({time.perf_counter() - began:.0f} s)"
-        )
-    data = json.loads((path / "manifest.json").read_bytes())
-    data["format_version"] = bundle.FORMAT_VERSION + 1
-    (path / "manifest.json").write_bytes(bundle.seal_manifest(data))
-    results["newer format refused"] = refused("manifest.json")
-    print(f"manifest of a newer format version refused, naming manifest.json: {results['newer format refused']}")
+    for label, path in bundles.items():
+
+        def refused(name: str, path: Path = path) -> bool:
+            try:
+                FaqIndex.load(path)  # checks every file; the encoder is loaded on the first ask only
+            except BundleError as exc:
+                return name in str(exc)
+            except Exception as exc:  # anything but a one-line BundleError is a failure to refuse
+                print(f"    {name}: {type(exc).__name__}: {exc}")
+                return False
+            return False
+
+        files = bundle_files(path)
+        print(f"{label} bundle: {len(files)} files, {sum((path / n).stat().st_size for n, _ in files):,} bytes")
+        per_file = {name: sweep_file(path, name, read <= EXHAUSTIVE_READ, args, refused) for name, read in files}
+        data = json.loads((path / bundle.MANIFEST).read_bytes())
+        original = (path / bundle.MANIFEST).read_bytes()
+        data["format_version"] = bundle.FORMAT_VERSION + 1
+        (path / bundle.MANIFEST).write_bytes(bundle.seal_manifest(data))
+        newer = refused(bundle.MANIFEST)
+        (path / bundle.MANIFEST).write_bytes(original)
+        print(f"  manifest of a newer format version (correctly sealed) refused, naming manifest.json: {newer}")
+        results[label] = {"files": per_file, "newer_format_refused": newer}
+
+    newer = all(r["newer_format_refused"] for r in results.values())
+    cases = sum(f["cases"] for r in results.values() for f in r["files"].values())
+    detected = sum(f["detected"] for r in results.values() for f in r["files"].values())
+    files = sum(len(r["files"]) for r in results.values())
+    print(
+        f"corruption: {cases:,} cases over {files} files of {len(results)} bundles: {detected:,} refused, "
+        f"{cases - detected} undetected; manifests of a newer format refused: {newer}"
+    )
+    results["totals"] = {"cases": cases, "detected": detected, "undetected": cases - detected, "files": files}
     return results
 
 
@@ -261,6 +361,8 @@ def main() -> None:
     parser.add_argument("--old", type=int, default=100, help="entries of the bundle being updated")
     parser.add_argument("--new", type=int, default=600, help="entries of the FAQ it is updated to")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--positions", type=int, default=64, help="random bytes changed per sampled file")
+    parser.add_argument("--truncations", type=int, default=16, help="random truncations per such file")
     parser.add_argument("--skip-kills", action="store_true")
     parser.add_argument("--skip-corruption", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -270,7 +372,7 @@ def main() -> None:
         if not args.skip_kills:
             results["kills"] = kills(args, Path(folder))
         if not args.skip_corruption:
-            results["corruption"] = corruption(Path(folder))
+            results["corruption"] = corruption(args, Path(folder))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
 

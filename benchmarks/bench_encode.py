@@ -13,6 +13,7 @@ counted once; both timings include tokenization and pooling.
     python benchmarks/bench_encode.py                 # layers -2 (default) and -1, 5 rounds each
     python benchmarks/bench_encode.py --layers -1 --rounds 9 --threads 2
     python benchmarks/bench_encode.py --column question --layers -2   # short texts
+    python benchmarks/bench_encode.py --data DIR     # the shared sets elsewhere than ../shared/data
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+from shared_data import add_data_option, require_sets
 
 
 def machine() -> str:
@@ -75,7 +75,8 @@ def linear_flops_per_token(hidden: int, intermediate: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", default="stackfaq", help="folder under ../shared/data")
+    parser.add_argument("--set", default="stackfaq", help="folder under --data")
+    add_data_option(parser)
     parser.add_argument(
         "--column", default="answer", help="faq.csv column to encode (question: short texts, distinct ones)"
     )
@@ -84,6 +85,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N texts (quick checks)")
     args = parser.parse_args()
+    require_sets(args.data, [args.set])
 
     import pandas as pd
     import torch
@@ -95,7 +97,7 @@ def main() -> None:
     from faq_search.encoding.encoder import BertEncoder, resolve_model
     from faq_search.encoding.settings import EncoderSettings
 
-    column = pd.read_csv(SHARED / args.set / "faq.csv")[args.column].dropna().astype(str)
+    column = pd.read_csv(args.data / args.set / "faq.csv")[args.column].dropna().astype(str)
     texts = list(dict.fromkeys(column))[: args.limit]
     path, name = resolve_model("default")
     st = SentenceTransformer(path, device="cpu")

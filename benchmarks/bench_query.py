@@ -11,7 +11,7 @@
 3. Cold processes: the wall time of ``faq-search ask QUESTION --index DIR``
    and of ``faq-search --help``, median of 5 each.
 
-    python benchmarks/bench_query.py [--entries 10000] [--queries 500]
+    python benchmarks/bench_query.py [--entries 10000] [--queries 500] [--data DIR]
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+from shared_data import add_data_option, require_sets
 
 
 def percentiles(timings: list[float]) -> str:
@@ -88,7 +87,9 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=10_000, help="FAQ entries in the index")
     parser.add_argument("--queries", type=int, default=500, help="questions asked one at a time")
     parser.add_argument("--cold-runs", type=int, default=5, help="cold CLI processes per command")
+    add_data_option(parser)
     args = parser.parse_args()
+    data = require_sets(args.data, ("stackfaq", "covidfaq_jhu"))
 
     import pandas as pd
 
@@ -104,10 +105,10 @@ def main() -> None:
     answers: list[str] = []
     queries: list[str] = []
     for name in ("stackfaq", "covidfaq_jhu"):
-        faq = pd.read_csv(SHARED / name / "faq.csv")
+        faq = pd.read_csv(data / name / "faq.csv")
         questions += faq["question"].dropna().astype(str).tolist()
         answers += faq["answer"].astype(str).tolist()
-        queries += pd.read_csv(SHARED / name / "queries.csv")["query"].astype(str).tolist()
+        queries += pd.read_csv(data / name / "queries.csv")["query"].astype(str).tolist()
     questions, answers = list(dict.fromkeys(questions)), list(dict.fromkeys(answers))
     rng = np.random.default_rng(0)
     entries = [

@@ -5,7 +5,8 @@ question+answer fields), asks every query of ``queries.csv`` and prints
 MRR@10 and Recall@10, the indexing time, and the median in-process time of one
 ``ask`` (one question at a time, model already loaded).
 
-    python benchmarks/core_stackfaq.py [--set stackfaq]
+    python benchmarks/core_stackfaq.py [--set stackfaq] [--data DIR]
+    python benchmarks/core_stackfaq.py --set covidfaq_jhu --precision fp32   # as on a CPU without native bf16
 """
 
 from __future__ import annotations
@@ -13,27 +14,29 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
+
+from shared_data import add_data_option, require_sets
 
 from faq_search.corpus import read_faq
 from faq_search.index.faq_index import FaqIndex
 from faq_search.quality.evaluate import evaluate, read_queries
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", default="stackfaq", help="folder under ../shared/data")
+    parser.add_argument("--set", default="stackfaq", help="folder under --data")
+    add_data_option(parser)
     parser.add_argument("--ask-samples", type=int, default=300, help="queries timed one at a time")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="encoder precision")
     args = parser.parse_args()
-    folder = SHARED / args.set
+    folder = require_sets(args.data, [args.set]) / args.set
     entries = read_faq(folder / "faq.csv")
 
     from faq_search.encoding.encoder import BertEncoder
+    from faq_search.encoding.settings import EncoderSettings
 
     started = time.perf_counter()
-    encoder = BertEncoder()
+    encoder = BertEncoder(EncoderSettings(precision=args.precision))
     load_seconds = time.perf_counter() - started
     started = time.perf_counter()
     index = FaqIndex.build(entries, encoder=encoder)

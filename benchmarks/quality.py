@@ -17,6 +17,7 @@ negatives) and measured on the other half.
 
     python benchmarks/quality.py            # both sets, about 2 minutes on 2 quiet cores
     python benchmarks/quality.py --sets stackfaq
+    python benchmarks/quality.py --data DIR     # the shared sets elsewhere than ../shared/data
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from pathlib import Path
 
 import numpy as np
+from shared_data import add_data_option, require_sets
 
 from faq_search.corpus import FaqEntry, read_faq
 from faq_search.encoding.encoder import BertEncoder, resolve_model
@@ -44,7 +45,6 @@ from faq_search.quality.evaluate import (
 )
 from faq_search.quality.tune import tune
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 SETS = ("stackfaq", "covidfaq_jhu")
 
 
@@ -84,9 +84,11 @@ def engine_row(encoder: BertEncoder, entries, queries, fields: Fields, weight: f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
+    add_data_option(parser)
     args = parser.parse_args()
+    folder = require_sets(args.data, SETS)  # each set serves as the other's negatives
     started = time.perf_counter()
-    data = {name: (read_faq(SHARED / name / "faq.csv"), read_queries(SHARED / name / "queries.csv")) for name in SETS}
+    data = {name: (read_faq(folder / name / "faq.csv"), read_queries(folder / name / "queries.csv")) for name in SETS}
     encoder = BertEncoder()
     print(f"model {encoder.model_name}, precision {encoder.precision.value}; MRR@10 (R@10), all queries\n")
     for name in args.sets:

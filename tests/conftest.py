@@ -1,8 +1,16 @@
-"""Shared fixtures: a deterministic fake encoder for fast tests, the real model once per session."""
+"""Shared fixtures: a deterministic fake encoder for fast tests, the real model once per session.
+
+The evaluation sets (``stackfaq``, ``covidfaq_jhu``) live outside the
+repository, in ``../shared/data`` beside the checkout, or wherever the
+environment variable ``FAQ_SEARCH_SHARED_DATA`` points. A fresh clone has
+neither: tests that need the sets call :func:`shared_set`, which skips them
+with that reason, except under CI (``CI`` set), where a missing set fails.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +22,28 @@ from faq_search.encoding.settings import EncoderIdentity, EncoderSettings, Preci
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA_ENV = "FAQ_SEARCH_SHARED_DATA"
+SHARED_DATA = Path(os.environ.get(SHARED_DATA_ENV) or REPO.parent / "shared" / "data")
+SHARED_FILES = ("faq.csv", "queries.csv")
+
+
+def skip_or_fail(problem: str) -> None:
+    """Skip a test whose prerequisite is missing; under CI (``CI`` set) fail it, so nothing is silently untested."""
+    if os.environ.get("CI"):
+        pytest.fail(problem)
+    pytest.skip(problem)
+
+
+def shared_set(name: str) -> Path:
+    """The folder of one shared evaluation set (``faq.csv``, ``queries.csv``); skips (fails under CI) without it."""
+    folder = SHARED_DATA / name
+    missing = [file for file in SHARED_FILES if not (folder / file).is_file()]
+    if missing:
+        skip_or_fail(
+            f"the shared FAQ sets are missing: no {', '.join(missing)} in {folder}; "
+            f"put shared/data beside the checkout or set {SHARED_DATA_ENV}"
+        )
+    return folder
 
 
 class FakeEncoder:

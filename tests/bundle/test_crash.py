@@ -7,6 +7,7 @@ every value of every byte); these are the fast versions for the test suite.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import json
 import os
 import random
@@ -21,17 +22,36 @@ import pytest
 
 from faq_search.bundle.files import ENTRIES, MANIFEST, ROWS, VECTORS
 from faq_search.corpus import FaqEntry
+from faq_search.encoding.settings import ENCODER_DIR
 from faq_search.errors import BundleError
 from faq_search.index.cache import EmbeddingCache
 from faq_search.index.faq_index import FaqIndex
+from faq_search.index.lexical import LEXICAL_DIR
 from tests.conftest import DATA, REPO, FakeEncoder, tree
 
-BUNDLE_FILES = (MANIFEST, VECTORS, ROWS, ENTRIES)
 SMALL = [
     FaqEntry("ship", "Parcels ship within two working days.", ("How long does shipping take?",), {"k": "v"}),
     FaqEntry("ret", "Returns are free within 30 days — Grüße.", ("Can I return an item?",)),
     FaqEntry("pay", "We accept cards and PayPal.", ()),
 ]
+_TENSORS = b'{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'
+ENCODER_FILES = {
+    f"{ENCODER_DIR}/config.json": b'{"model_type": "bert", "hidden_size": 64}\n',
+    f"{ENCODER_DIR}/model.safetensors": len(_TENSORS).to_bytes(8, "little") + _TENSORS + bytes(8),
+    f"{ENCODER_DIR}/tokenizer.json": b'{"model": {"type": "WordPiece", "vocab": {"[UNK]": 0}}}\n',
+    f"{ENCODER_DIR}/tokenizer_config.json": b'{"do_lower_case": true}\n',
+}
+"""Small stand-ins for the files ``faq-search adapt`` writes to ``encoder/`` (the loader checks them like any other;
+``benchmarks/bench_crash.py`` sweeps a real adapted bundle)."""
+FILE_GROUPS = (MANIFEST, VECTORS, ROWS, ENTRIES, f"{LEXICAL_DIR}/*", f"{ENCODER_DIR}/*")
+"""Every file of a bundle, by name or folder: a bundle with fusion on (the default) and an adapted encoder."""
+
+
+def every_kind_of_bundle(path: Path) -> Path:
+    """A bundle holding every kind of file: the four top-level ones, ``lexical/`` and ``encoder/``."""
+    index = FaqIndex.build(SMALL, encoder=FakeEncoder())
+    index.extra_files = dict(ENCODER_FILES)
+    return index.save(path)
 
 
 def corruption_message(path: Path) -> str | None:
@@ -46,40 +66,51 @@ def corruption_message(path: Path) -> str | None:
 # -- corruption --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", BUNDLE_FILES)
-def test_every_single_byte_corruption_is_detected(tmp_path: Path, name: str) -> None:
-    """Each bit of each byte flipped, each byte inverted, each truncation: all refused, naming the file.
+def test_the_corruption_tests_cover_every_file_of_a_bundle(tmp_path: Path) -> None:
+    path = every_kind_of_bundle(tmp_path / "bundle")
+    names = set(tree(path))
+    grouped = {group: {n for n in names if fnmatch.fnmatchcase(n, group)} for group in FILE_GROUPS}
+    assert all(grouped.values()), grouped  # each group has files: lexical/ and encoder/ are there
+    assert set().union(*grouped.values()) == names
+    assert set(json.loads((path / MANIFEST).read_text())["files"]) == names - {MANIFEST}
+
+
+@pytest.mark.parametrize("group", FILE_GROUPS)
+def test_every_single_byte_corruption_is_detected(tmp_path: Path, group: str) -> None:
+    """Each bit of each byte flipped, each byte inverted, each truncation, each removal: all refused, naming the file.
 
     (``benchmarks/bench_crash.py`` tries all 255 other values of every byte.)
     """
-    path = tmp_path / "bundle"
-    FaqIndex.build(SMALL, encoder=FakeEncoder()).save(path)
-    original = (path / name).read_bytes()
-    undetected: list[tuple[int, object, str | None]] = []
-    fd = os.open(path / name, os.O_RDWR)  # bytes are changed in place and put back: no rewrite per case
-    try:
-        for position in range(len(original)):
-            for mask in (*(1 << bit for bit in range(8)), 0xFF):
-                os.pwrite(fd, bytes([original[position] ^ mask]), position)
+    path = every_kind_of_bundle(tmp_path / "bundle")
+    names = [name for name in tree(path) if fnmatch.fnmatchcase(name, group)]
+    assert names
+    undetected: list[tuple[str, int, object, str | None]] = []
+    for name in names:
+        original = (path / name).read_bytes()
+        fd = os.open(path / name, os.O_RDWR)  # bytes are changed in place and put back: no rewrite per case
+        try:
+            for position in range(len(original)):
+                for mask in (*(1 << bit for bit in range(8)), 0xFF):
+                    os.pwrite(fd, bytes([original[position] ^ mask]), position)
+                    message = corruption_message(path)
+                    if message is None or name not in message:
+                        undetected.append((name, position, mask, message))
+                os.pwrite(fd, original[position : position + 1], position)
+            for length in range(len(original)):
+                os.ftruncate(fd, length)
                 message = corruption_message(path)
                 if message is None or name not in message:
-                    undetected.append((position, mask, message))
-            os.pwrite(fd, original[position : position + 1], position)
-        for length in range(len(original)):
-            os.ftruncate(fd, length)
-            message = corruption_message(path)
-            if message is None or name not in message:
-                undetected.append((length, "truncated", message))
-            os.pwrite(fd, original[length:], length)
-    finally:
-        os.close(fd)
-    assert corruption_message(path) is None
-    (path / name).unlink()
-    message = corruption_message(path)
-    assert message is not None and name in message and "missing" in message
+                    undetected.append((name, length, "truncated", message))
+                os.pwrite(fd, original[length:], length)
+        finally:
+            os.close(fd)
+        assert corruption_message(path) is None
+        (path / name).unlink()
+        message = corruption_message(path)
+        assert message is not None and name in message and "missing" in message
+        (path / name).write_bytes(original)
+        assert corruption_message(path) is None
     assert undetected == []
-    (path / name).write_bytes(original)
-    assert corruption_message(path) is None
 
 
 def test_a_full_disk_while_writing_leaves_the_old_bundle_and_gives_one_line(
