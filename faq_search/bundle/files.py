@@ -209,8 +209,8 @@ def write_bundle(
         final = Manifest(**{**manifest.__dict__, "files": listing, "format_version": FORMAT_VERSION})
         _write_file(temp / MANIFEST, seal_manifest(final.to_dict()))
         for folder in {(temp / name).parent for name in files}:
-            _fsync_dir(folder)
-        _fsync_dir(temp)
+            fsync_dir(folder)
+        fsync_dir(temp)
         if before_swap is not None:
             before_swap(temp)
         _swap_in(temp, target)
@@ -365,7 +365,8 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so a rename or new file in it survives a crash; silently skipped where unsupported."""
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -401,7 +402,7 @@ def _swap_in(temp: Path, target: Path) -> None:
         os.rename(target, old)
         os.rename(temp, target)
         os.rename(old, temp)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def _umask() -> int:
