@@ -33,6 +33,7 @@ from faq_search.encoding.protocol import Encoder
 from faq_search.encoding.settings import ADAPTED_MODEL, ENCODER_DIR, EncoderIdentity, EncoderSettings, Fields
 from faq_search.errors import BundleError, InputError, SettingsMismatchError
 from faq_search.index.build import CACHE_CHUNK, build_index, stored_vectors
+from faq_search.index.edits import deleted, upserted
 from faq_search.index.files import index_files, read_index_files
 from faq_search.index.lexical import HybridSettings, LexicalIndex, entry_document
 from faq_search.index.manifest import IndexManifest
@@ -110,13 +111,13 @@ class FaqIndex:
         if not isinstance(manifest, IndexManifest):
             manifest = IndexManifest.from_bundle(manifest)
         before = self._manifest
+        if self._encoder is not None and manifest.identity != before.identity:
+            _check_encoder(manifest.identity, self._encoder)  # before anything changes
         with self._lock:
             self._manifest = manifest
             if manifest.hybrid != before.hybrid:  # the BM25 index was built with the old fusion settings
                 self._lexical = None
                 self._lexical_files = None
-        if self._encoder is not None and manifest.identity != before.identity:
-            self._check_encoder(self._encoder)
 
     def revise(self, **changes: Any) -> IndexManifest:
         """Change manifest fields (``min_score=0.4``, ``source="faq.csv"``, ...); what depends on them follows.
@@ -202,50 +203,14 @@ class FaqIndex:
         :meth:`save` persists it. Not to be run while other threads ``ask`` this
         object: build the new bundle, save it, and let readers reload it.
         """
-        if isinstance(entries, FaqEntry):
-            entries = [entries]
-        incoming = list(entries)
-        if not all(isinstance(e, FaqEntry) for e in incoming):
-            raise InputError("upsert takes FaqEntry records; read a file with read_faq() to get them")
-        ids = [e.id for e in incoming]
-        if len(set(ids)) != len(ids):
-            repeated = next(i for i in ids if ids.count(i) > 1)
-            raise InputError(f"upsert got id {repeated!r} more than once; pass each entry once")
-        check_entries(incoming)
-        positions = self._positions()
-        updated = list(self.entries)
-        for entry in incoming:
-            if entry.id in positions:
-                updated[positions[entry.id]] = entry
-            else:
-                positions[entry.id] = len(updated)
-                updated.append(entry)
-        return self._replace_entries(updated)
+        return self._replace_entries(upserted(self.entries, entries))
 
     def delete(self, ids: Iterable[str]) -> BuildReport:
         """Remove the entries with these ids (all must exist); nothing is encoded.
 
         :meth:`save` persists the change. The last entry cannot be deleted.
         """
-        if isinstance(ids, str):
-            raise InputError("delete takes a list of ids; wrap a single id in a list")
-        wanted = list(dict.fromkeys(ids))
-        positions = self._positions()
-        unknown = [i for i in wanted if i not in positions]
-        if unknown:
-            shown = ", ".join(repr(i) for i in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-            raise InputError(f"no entry with id {shown} in the index; nothing was deleted")
-        gone = set(wanted)
-        kept = [e for e in self.entries if e.id not in gone]
-        if not kept:
-            raise InputError("deleting every entry would leave the index empty; build a new index instead")
-        return self._replace_entries(kept)
-
-    def _positions(self) -> dict[str, int]:
-        positions = {e.id: n for n, e in enumerate(self.entries)}
-        if len(positions) != len(self.entries):
-            raise InputError("this index holds duplicate ids; rebuild it from a file with unique ids")
-        return positions
+        return self._replace_entries(deleted(self.entries, ids))
 
     @property
     def fields_policy(self) -> Fields:
@@ -380,13 +345,7 @@ class FaqIndex:
         return str(self.path / ENCODER_DIR)  # the identity check below proves these are the recorded weights
 
     def _check_encoder(self, encoder: Encoder) -> None:
-        differences = self.identity.differences(encoder.identity)
-        if differences:
-            raise SettingsMismatchError(
-                "the query encoder differs from the one this index was built with ("
-                + "; ".join(differences)
-                + "); query with the index's own settings or rebuild the index"
-            )
+        _check_encoder(self.identity, encoder)
 
     def ask(self, question: str, k: int = 5, min_score: float | None = None) -> list[Match]:
         """The ``k`` best answers to ``question``, best first, each answer at most once.
@@ -460,3 +419,14 @@ class FaqIndex:
 
     def __len__(self) -> int:
         return len(self.entries)
+
+
+def _check_encoder(identity: EncoderIdentity, encoder: Encoder) -> None:
+    """Refuse an encoder whose vectors would not be comparable with ones made as ``identity`` says."""
+    differences = identity.differences(encoder.identity)
+    if differences:
+        raise SettingsMismatchError(
+            "the query encoder differs from the one this index was built with ("
+            + "; ".join(differences)
+            + "); query with the index's own settings or rebuild the index"
+        )

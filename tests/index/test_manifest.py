@@ -71,6 +71,7 @@ def test_revising_the_identity_is_checked_against_the_loaded_encoder(fake_encode
     assert index.identity.model_name == "renamed"
     with pytest.raises(SettingsMismatchError, match="query with the index's own settings"):
         index.revise(identity=dataclasses.replace(index.identity, layer="-3"))
+    assert index.identity.layer != "-3"  # a refused revision changes nothing
 
 
 def test_identity_settings_and_hybrid_read_the_typed_manifest(fake_encoder: FakeEncoder) -> None:
