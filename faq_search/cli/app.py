@@ -583,7 +583,7 @@ def tune(
             fields=best.fields,
             hybrid=HybridSettings(weight=best.weight),
         )
-        built.manifest = _with_source(built.manifest, file.name)
+        built.revise(source=file.name)
         built.save(out)
         if as_json:
             typer.echo(
@@ -664,7 +664,7 @@ def adapt(
                 hybrid=HybridSettings(weight=hybrid_weight),
                 on_progress=on_progress,
             )
-        built.manifest = _with_source(built.manifest, file.name)
+        built.revise(source=file.name)
         built.save(out)
         if as_json:
             typer.echo(json.dumps({"index": str(out), **report.to_dict()}, indent=2))
@@ -758,12 +758,6 @@ def _render_adaptation(record: dict[str, Any] | None) -> str:
         f"{verdict}; from {record.get('base_model')}, held-out MRR@10 "
         f"{report.get('before', float('nan')):.3f} -> {report.get('after', float('nan')):.3f}"
     )
-
-
-def _with_source(manifest: Any, source: str) -> Any:
-    import dataclasses
-
-    return dataclasses.replace(manifest, source=source)
 
 
 def _render_matches(matches: list[Match]) -> str:

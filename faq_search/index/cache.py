@@ -1,6 +1,6 @@
 """Embeddings of an unfinished indexing run, kept beside the bundle so a rerun resumes.
 
-While ``faq-search index`` embeds, every :data:`~faq_search.index.faq_index.CACHE_CHUNK`
+While ``faq-search index`` embeds, every :data:`~faq_search.index.build.CACHE_CHUNK`
 new vectors are written to ``.<bundle>.cache/<encoder key>/`` as one small
 ``.npz`` file, atomically (temporary name, fsync, rename). A run killed at any
 moment leaves whole chunk files only; the next run for the same bundle reads
@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from faq_search.bundle.files import fsync_dir
 
 _DIGEST_DTYPE = "S32"
 
@@ -98,7 +100,7 @@ class EmbeddingCache:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temp, self.directory / name)
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         except OSError:
             self.disabled = True  # resuming is an optimisation: indexing goes on without it
             with contextlib.suppress(OSError):
@@ -110,12 +112,3 @@ class EmbeddingCache:
     def clear(self) -> None:
         """Delete the whole cache of the bundle (every encoder key)."""
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

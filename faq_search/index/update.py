@@ -26,8 +26,10 @@ from faq_search.encoding.protocol import Encoder
 from faq_search.encoding.settings import ADAPTED_MODEL, EncoderSettings, Fields
 from faq_search.errors import BundleError
 from faq_search.index.cache import EmbeddingCache
-from faq_search.index.faq_index import FaqIndex, compare_entries
+from faq_search.index.faq_index import FaqIndex
 from faq_search.index.lexical import HybridSettings
+from faq_search.index.records import compare_entries
+from faq_search.index.store import IndexType
 
 
 def update_bundle(
@@ -38,7 +40,7 @@ def update_bundle(
     encoder: Encoder | None = None,
     fields: Fields | str = Fields.QUESTION_ANSWER,
     hybrid: HybridSettings | None = None,
-    index_type: str = "flat",
+    index_type: IndexType | str = IndexType.FLAT,
     batch_size: int = 64,
     threads: int | None = None,
     progress: bool = False,
@@ -86,23 +88,21 @@ def update_bundle(
         reuse=None if full else previous,
         cache=cache,
     )
-    manifest = dataclasses.replace(index.manifest, source=source_name)
+    index.revise(source=source_name)
     if adapted is not None:
-        manifest = dataclasses.replace(
-            manifest,
-            encoder={**manifest.encoder, "model_name": adapted.identity.model_name},
-            settings={**manifest.settings, "model": ADAPTED_MODEL},
+        index.revise(
+            identity=dataclasses.replace(index.identity, model_name=adapted.identity.model_name),
+            settings=dataclasses.replace(index.settings, model=ADAPTED_MODEL),
             adaptation=adapted.manifest.adaptation,
         )
         index.extra_files = adapted.encoder_files()
     if (
         previous is not None
         and previous.manifest.min_score is not None
-        and previous.manifest.encoder == manifest.encoder
-        and previous.manifest.hybrid == manifest.hybrid
+        and previous.identity == index.identity
+        and previous.hybrid == index.hybrid
     ):
-        manifest = dataclasses.replace(manifest, min_score=previous.manifest.min_score)
-    index.manifest = manifest
+        index.revise(min_score=previous.manifest.min_score)
     if index.report is not None:
         note = problem or index.report.reuse_note
         if full and previous is not None:

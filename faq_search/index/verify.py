@@ -20,6 +20,7 @@ import numpy as np
 from faq_search.bundle.files import MANIFEST, looks_like_bundle, manifest_is_sealed, read_bundle
 from faq_search.encoding.protocol import Encoder
 from faq_search.errors import BundleError, FaqSearchError
+from faq_search.index.rows import ANSWER, QUESTION, embedding_rows, text_digest
 
 MIN_COSINE = 0.999
 """A re-embedded row must be at least this close to its stored vector."""
@@ -72,7 +73,7 @@ def check_bundle(
     bundle's own settings (the model from ``model_path`` if it moved). A model
     that cannot be loaded still raises its :class:`~faq_search.errors.ModelError`.
     """
-    from faq_search.index.faq_index import FaqIndex, embedding_rows, text_digest
+    from faq_search.index.faq_index import FaqIndex
 
     target = Path(path)
     if not looks_like_bundle(target):
@@ -109,7 +110,7 @@ def check_bundle(
         problems.append("duplicate entry ids")
     if (rows_per_entry == 0).any():
         problems.append(f"{int((rows_per_entry == 0).sum())} entries have no vector")
-    if not set(store.row_field) <= {"question", "answer"}:
+    if not set(store.row_field) <= {QUESTION, ANSWER}:
         problems.append("rows name an unknown field")
     found.append(
         Finding(
@@ -123,7 +124,9 @@ def check_bundle(
 
     vectors = index.stored_vectors()
     if vectors is None:
-        found.append(Finding("vectors", True, f"not checked: the {manifest.index_type} index keeps no exact vectors"))
+        found.append(
+            Finding("vectors", True, f"not checked: the {index.manifest.index_type.value} index keeps no exact vectors")
+        )
     else:
         norms = np.linalg.norm(vectors, axis=1)
         finite = bool(np.isfinite(vectors).all())

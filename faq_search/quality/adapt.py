@@ -371,7 +371,7 @@ def adapt_index(
     }
     if not report.kept:
         index = FaqIndex.build(entries, encoder=encoder, fields=fields, hybrid=hybrid)
-        index.manifest = dataclasses.replace(index.manifest, adaptation=record)
+        index.revise(adaptation=record)
         return index, report
     with tempfile.TemporaryDirectory(prefix="faq-search-adapt-") as scratch:
         directory = save_encoder(encoder, Path(scratch) / ENCODER_DIR)
@@ -383,10 +383,9 @@ def adapt_index(
             if path.is_file()
         }
     base_name = encoder.identity.model_name
-    index.manifest = dataclasses.replace(
-        index.manifest,
-        encoder={**index.manifest.encoder, "model_name": f"{Path(base_name).name} (adapted)"},
-        settings={**index.manifest.settings, "model": ADAPTED_MODEL},
+    index.revise(
+        identity=dataclasses.replace(index.identity, model_name=f"{Path(base_name).name} (adapted)"),
+        settings=dataclasses.replace(index.settings, model=ADAPTED_MODEL),
         adaptation=record,
     )
     return index, report

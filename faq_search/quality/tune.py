@@ -173,6 +173,8 @@ def _dense_scores(
     requested layer needs, and each pair pools its own layers from the same
     hidden states. An entry's score is the max cosine over its rows.
     """
+    from faq_search.index.ranking import best_row_scores, entry_starts  # the index's own best-row kernel
+
     probe = BertEncoder(dataclasses.replace(base, layer="-1"))
     deepest = max(max(LayerSpec.parse(layer).absolute(probe.num_layers)) for layer, _ in pairs)
     encoder = probe if deepest == probe.num_layers else BertEncoder(dataclasses.replace(base, layer=str(deepest)))
@@ -189,8 +191,7 @@ def _dense_scores(
         out[pair] = {}
         for f in field_choices:
             keep = np.ones(len(texts), dtype=bool) if f is Fields.QUESTION_ANSWER else np.asarray(row_field) == ANSWER
-            starts = np.searchsorted(entry_of[keep], np.arange(len(entries)))
-            out[pair][f] = np.maximum.reduceat(scores[:, keep], starts, axis=1)
+            out[pair][f] = best_row_scores(scores[:, keep], entry_starts(entry_of[keep], len(entries)))
     return out
 
 

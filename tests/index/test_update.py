@@ -131,7 +131,7 @@ def test_a_sequence_of_updates_equals_a_rebuild_dense_and_hybrid(weight: float) 
     index.upsert(final)
     expected = FaqIndex.build(index.entries, encoder=FakeEncoder(), hybrid=hybrid)
     assert_same_answers(index, expected)
-    assert (index.manifest.hybrid is None) == (weight == 0.0)
+    assert (index.manifest.to_dict()["hybrid"] is None) == (weight == 0.0)
 
 
 def test_an_answer_only_index_stays_answer_only() -> None:
