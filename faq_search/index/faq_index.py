@@ -273,7 +273,7 @@ class FaqIndex:
         lexical = self.lexical.to_files() if self.hybrid.enabled else None
         files = index_files(self.entries, self.store, self.row_digests, lexical)
         written = write_bundle(path, self._manifest.to_bundle(), {**self.extra_files, **files})
-        self.revise(files=written.files, format_version=written.format_version)
+        self.revise(files=written.files, build=written.build, format_version=written.format_version)
         return Path(path)
 
     @classmethod

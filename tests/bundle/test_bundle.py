@@ -213,7 +213,9 @@ def test_crash_on_a_first_write_leaves_nothing(tmp_path: Path, fake_encoder: Fak
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        write_bundle(tmp_path / "bundle", index.manifest, {name: b"x" for name in DATA_FILES}, before_swap=crash)
+        write_bundle(
+            tmp_path / "bundle", index.manifest.to_bundle(), {name: b"x" for name in DATA_FILES}, before_swap=crash
+        )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from faq_search.bundle.files import MANIFEST, SEAL, read_bundle
+from faq_search.bundle.files import MANIFEST, read_bundle
+from faq_search.bundle.manifest import SEAL
 from faq_search.encoding.settings import EncoderSettings
 from faq_search.errors import BundleError, SettingsMismatchError
 from faq_search.index.faq_index import FaqIndex
