@@ -212,16 +212,20 @@ def evaluate_index(
     return evaluation, rows
 
 
-def calibrate_index(index_dir: Path, files: QueryFiles, target_precision: float) -> ThresholdRow:
-    """``faq-search calibrate``: choose the threshold for ``target_precision`` and store it in the bundle."""
+def calibrate_index(index_dir: Path, files: QueryFiles, target_precision: float) -> tuple[Evaluation, ThresholdRow]:
+    """``faq-search calibrate``: choose the threshold for ``target_precision`` and store it in the bundle.
+
+    Returns the evidence it was chosen from and the chosen row.
+    """
     from faq_search.index.faq_index import FaqIndex
 
     index = FaqIndex.load(index_dir)
     labelled, negatives = files.read(known_ids=[entry.id for entry in index.entries])
-    row = calibrate(collect_evidence(index, labelled, negatives), target_precision)
+    evaluation = collect_evidence(index, labelled, negatives)
+    row = calibrate(evaluation, target_precision)
     index.set_min_score(round(row.threshold, 6))
     index.save(index_dir)
-    return row
+    return evaluation, row
 
 
 run = collect_evidence  # the former name, still imported by benchmarks/quality.py
