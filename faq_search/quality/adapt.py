@@ -31,7 +31,8 @@ from faq_search.corpus import FaqEntry
 from faq_search.encoding.settings import ADAPTED_MODEL, ENCODER_DIR, EncoderSettings, Fields
 from faq_search.errors import InputError, ModelError
 from faq_search.index.lexical import HybridSettings
-from faq_search.quality.evaluate import LabelledQuery
+from faq_search.quality.metrics import mean_and_error, reciprocal_ranks, relevance_matrix
+from faq_search.quality.queries import LabelledQuery
 
 if TYPE_CHECKING:
     import torch
@@ -145,7 +146,7 @@ def adapt(
     if settings.max_pairs is not None and len(train) > settings.max_pairs:
         train = [train[i] for i in sorted(rng.permutation(len(train))[: settings.max_pairs])]
     guard_rng = np.random.default_rng((settings.seed, 1))  # its own stream: the training order stays as it was
-    guard = _Guard(encoder, entries, [p for p in pairs if p.question in held], settings.guard_answers, guard_rng)
+    guard = HeldOutScorer(encoder, entries, [p for p in pairs if p.question in held], settings.guard_answers, guard_rng)
 
     model = encoder.model
     base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -226,9 +227,7 @@ def adapt(
 
 def _embed(encoder: BertEncoder, texts: Sequence[str], max_tokens: int) -> torch.Tensor:
     """Pooled, normalised vectors with gradients, at the encoder's layer and pooling."""
-    import torch
-
-    from faq_search.encoding.pooling import pool_layers
+    from faq_search.quality.pooled import unit_pooled
 
     with encoder.tokenizer_session() as tokenizer:
         encoded = tokenizer(
@@ -242,8 +241,7 @@ def _embed(encoder: BertEncoder, texts: Sequence[str], max_tokens: int) -> torch
         ).hidden_states
     if not encoder.settings.include_special:
         mask = mask * (1 - encoded["special_tokens_mask"])
-    pooled = pool_layers(states, encoder.layer_indices, mask, encoder.settings.pooling, encoder.combine)
-    return torch.nn.functional.normalize(pooled.float(), dim=-1)
+    return unit_pooled(states, encoder.layer_indices, mask, encoder.settings.pooling, encoder.combine)
 
 
 def _loss(encoder: BertEncoder, batch: Sequence[_Pair], settings: AdaptSettings) -> torch.Tensor:
@@ -261,7 +259,7 @@ def _loss(encoder: BertEncoder, batch: Sequence[_Pair], settings: AdaptSettings)
     return (torch.nn.functional.cross_entropy(logits, labels) + torch.nn.functional.cross_entropy(logits.T, labels)) / 2
 
 
-class _Guard:
+class HeldOutScorer:
     """Held-out questions retrieving their answers (answers only): MRR@10.
 
     The candidates are the held-out questions' answers and at most ``others``
@@ -299,14 +297,8 @@ class _Guard:
         """MRR@10 of the held-out questions and its standard error."""
         answers = self.encoder.encode(self.answers)
         questions = self.encoder.encode(self.questions)
-        scores = questions @ answers.T
-        reciprocal = []
-        for row, wanted in enumerate(self.relevant):
-            top = np.argsort(-scores[row], kind="stable")[:10]
-            reciprocal.append(next((1.0 / (rank + 1) for rank, i in enumerate(top) if int(i) in wanted), 0.0))
-        values = np.asarray(reciprocal)
-        error = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
-        return float(values.mean()), error
+        relevant = relevance_matrix(self.relevant, len(self.answers))
+        return mean_and_error(reciprocal_ranks(questions @ answers.T, relevant))
 
 
 def save_encoder(encoder: BertEncoder, directory: Path) -> Path:
@@ -345,13 +337,15 @@ def adapt_index(
     queries: Sequence[LabelledQuery] = (),
     fields: Fields | str = Fields.QUESTION_ANSWER,
     hybrid: HybridSettings | None = None,
+    source: str | None = None,
     on_progress: Callable[[int, int, float], None] | None = None,
 ) -> tuple[FaqIndex, AdaptReport]:
     """Adapt the encoder to ``entries`` and index them with it (or with the base encoder, if it did not help).
 
     An adapted index carries its encoder's weights (``encoder/``, safetensors)
     and loads them automatically; its manifest records the base model, the
-    adaptation settings and the before/after scores.
+    adaptation settings and the before/after scores, and ``source`` (the FAQ
+    file's name) when given. The index is returned unsaved.
     """
     import tempfile
 
@@ -360,6 +354,7 @@ def adapt_index(
 
     settings = settings or EncoderSettings()
     adapt_settings = adapt_settings or AdaptSettings()
+    sourced = {"source": source} if source is not None else {}
     checked_pairs(entries, queries)  # before loading the model
     encoder = BertEncoder(settings)
     report = adapt(encoder, entries, adapt_settings, queries=queries, on_progress=on_progress)
@@ -371,7 +366,7 @@ def adapt_index(
     }
     if not report.kept:
         index = FaqIndex.build(entries, encoder=encoder, fields=fields, hybrid=hybrid)
-        index.revise(adaptation=record)
+        index.revise(adaptation=record, **sourced)
         return index, report
     with tempfile.TemporaryDirectory(prefix="faq-search-adapt-") as scratch:
         directory = save_encoder(encoder, Path(scratch) / ENCODER_DIR)
@@ -384,6 +379,7 @@ def adapt_index(
         }
     base_name = encoder.identity.model_name
     index.revise(
+        **sourced,
         identity=dataclasses.replace(index.identity, model_name=f"{Path(base_name).name} (adapted)"),
         settings=dataclasses.replace(index.settings, model=ADAPTED_MODEL),
         adaptation=record,

@@ -1,8 +1,14 @@
-"""Retrieval quality on labelled queries: MRR@10, Recall@k, nDCG@10.
+"""Retrieval quality on labelled queries, and the confidence threshold it implies.
 
-A labelled query file has one question per row and the ids of the FAQ entries
-that answer it (the layout of ``queries.csv``: ``query_id, query,
-relevant_ids`` with ids separated by ``|``).
+:func:`collect_evidence` asks an index every labelled query (and every
+negative question) without a threshold and keeps the metrics (from
+:mod:`faq_search.quality.metrics`) and the top-1 evidence; threshold rows,
+calibration and plots are computed from that evidence alone.
+:func:`evaluate_index` and :func:`calibrate_index` are the file-level entry
+points behind ``faq-search eval`` and ``faq-search calibrate``.
+
+Labelled query files are read by :mod:`faq_search.quality.queries`; its
+readers are re-exported here for existing callers.
 """
 
 from __future__ import annotations
@@ -15,19 +21,31 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from faq_search.corpus import read_table
 from faq_search.errors import InputError
+from faq_search.quality.metrics import score_ranking
+from faq_search.quality.queries import LabelledQuery, QueryFiles, read_queries, read_questions
 
 if TYPE_CHECKING:
     from faq_search.index.faq_index import FaqIndex
 
-
-@dataclass(frozen=True)
-class LabelledQuery:
-    """A question and the ids of the entries that answer it."""
-
-    query: str
-    relevant: frozenset[str]
+__all__ = [
+    "Evaluation",
+    "LabelledQuery",
+    "Metrics",
+    "ThresholdRow",
+    "calibrate",
+    "calibrate_index",
+    "collect_evidence",
+    "display_thresholds",
+    "evaluate",
+    "evaluate_index",
+    "plot_thresholds",
+    "read_queries",
+    "read_questions",
+    "run",
+    "score_ranking",
+    "threshold_rows",
+]
 
 
 @dataclass(frozen=True)
@@ -40,74 +58,6 @@ class Metrics:
     recall_at_5: float
     recall_at_10: float
     ndcg_at_10: float
-
-
-def read_queries(
-    path: str | Path,
-    *,
-    query_column: str = "query",
-    relevant_column: str = "relevant_ids",
-    separator: str = "|",
-    known_ids: Sequence[str] | None = None,
-) -> list[LabelledQuery]:
-    """Read labelled queries; with ``known_ids``, ids that no entry has are an error."""
-    path = Path(path)
-    frame = read_table(path)
-    columns = [str(c) for c in frame.columns]
-    for role, name, option in (
-        ("query", query_column, "--query-column"),
-        ("relevant ids", relevant_column, "--relevant-column"),
-    ):
-        if name not in columns:
-            raise InputError(
-                f"{path.name}: no {role} column {name!r}; the columns are {', '.join(map(repr, columns))}; "
-                f"choose one with {option}"
-            )
-    queries: list[LabelledQuery] = []
-    for row, (text, ids) in enumerate(zip(frame[query_column], frame[relevant_column], strict=True), start=2):
-        relevant = frozenset(part.strip() for part in str(ids).split(separator) if part.strip())
-        if not str(text).strip() or not relevant:
-            raise InputError(f"{path.name}: row {row} has an empty query or no relevant id; fill it in or remove it")
-        queries.append(LabelledQuery(str(text).strip(), relevant))
-    if known_ids is not None:
-        known = set(known_ids)
-        unknown = sorted({i for q in queries for i in q.relevant if i not in known})
-        if unknown:
-            shown = ", ".join(map(repr, unknown[:5])) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-            raise InputError(f"{path.name}: relevant ids {shown} are not in the index; check the FAQ and query files")
-    return queries
-
-
-def read_questions(path: str | Path, *, query_column: str = "query") -> list[str]:
-    """Plain questions (e.g. ones the FAQ cannot answer) from a table's query column, or its only column."""
-    path = Path(path)
-    frame = read_table(path)
-    columns = [str(c) for c in frame.columns]
-    column = query_column if query_column in columns else (columns[0] if len(columns) == 1 else None)
-    if column is None:
-        raise InputError(
-            f"{path.name}: no question column {query_column!r}; the columns are {', '.join(map(repr, columns))}; "
-            "choose one with --query-column"
-        )
-    questions = [str(v).strip() for v in frame[column].tolist() if str(v).strip()]
-    if not questions:
-        raise InputError(f"{path.name}: holds no questions")
-    return questions
-
-
-def score_ranking(ranked_ids: Sequence[str], relevant: frozenset[str]) -> dict[str, float]:
-    """Per-query metrics for one ranked list of entry ids."""
-    top = list(ranked_ids[:10])
-    reciprocal = next((1.0 / (i + 1) for i, entry_id in enumerate(top) if entry_id in relevant), 0.0)
-    dcg = sum(1.0 / math.log2(i + 2) for i, entry_id in enumerate(top) if entry_id in relevant)
-    ideal = sum(1.0 / math.log2(i + 2) for i in range(min(len(relevant), 10)))
-    return {
-        "mrr_at_10": reciprocal,
-        "recall_at_1": len(set(top[:1]) & relevant) / len(relevant),
-        "recall_at_5": len(set(top[:5]) & relevant) / len(relevant),
-        "recall_at_10": len(set(top) & relevant) / len(relevant),
-        "ndcg_at_10": dcg / ideal if ideal else 0.0,
-    }
 
 
 @dataclass(frozen=True)
@@ -136,7 +86,7 @@ class Evaluation:
     negative_scores: tuple[float, ...]  # per negative question
 
 
-def run(
+def collect_evidence(
     index: FaqIndex, queries: Sequence[LabelledQuery], negatives: Sequence[str] = (), batch_size: int = 64
 ) -> Evaluation:
     """Ask every labelled query and every negative question (no threshold) and collect the evidence."""
@@ -164,7 +114,7 @@ def run(
 
 def evaluate(index: FaqIndex, queries: Sequence[LabelledQuery], batch_size: int = 64) -> Metrics:
     """Ask every query (in batches) and average the metrics."""
-    return run(index, queries, batch_size=batch_size).metrics
+    return collect_evidence(index, queries, batch_size=batch_size).metrics
 
 
 def threshold_rows(evaluation: Evaluation, thresholds: Sequence[float] | None = None) -> list[ThresholdRow]:
@@ -242,3 +192,40 @@ def plot_thresholds(evaluation: Evaluation, path: str | Path) -> Path:
     figure.savefig(out)
     plt.close(figure)
     return out
+
+
+def evaluate_index(
+    index_dir: Path, files: QueryFiles, *, plot: Path | None = None
+) -> tuple[Evaluation, list[ThresholdRow]]:
+    """``faq-search eval``: the index's evidence on the query files and a readable grid of threshold rows.
+
+    With ``plot``, a PNG of precision, coverage and false answers by threshold is written there too.
+    """
+    from faq_search.index.faq_index import FaqIndex
+
+    index = FaqIndex.load(index_dir)
+    labelled, negatives = files.read(known_ids=[entry.id for entry in index.entries])
+    evaluation = collect_evidence(index, labelled, negatives)
+    rows = threshold_rows(evaluation, display_thresholds(evaluation))
+    if plot:
+        plot_thresholds(evaluation, plot)
+    return evaluation, rows
+
+
+def calibrate_index(index_dir: Path, files: QueryFiles, target_precision: float) -> tuple[Evaluation, ThresholdRow]:
+    """``faq-search calibrate``: choose the threshold for ``target_precision`` and store it in the bundle.
+
+    Returns the evidence it was chosen from and the chosen row.
+    """
+    from faq_search.index.faq_index import FaqIndex
+
+    index = FaqIndex.load(index_dir)
+    labelled, negatives = files.read(known_ids=[entry.id for entry in index.entries])
+    evaluation = collect_evidence(index, labelled, negatives)
+    row = calibrate(evaluation, target_precision)
+    index.set_min_score(round(row.threshold, 6))
+    index.save(index_dir)
+    return evaluation, row
+
+
+run = collect_evidence  # the former name, still imported by benchmarks/quality.py

@@ -24,9 +24,10 @@ from faq_search.corpus import FaqEntry
 from faq_search.encoding.encoder import BertEncoder
 from faq_search.encoding.settings import EncoderSettings, Fields, LayerSpec, Pooling
 from faq_search.errors import InputError
-from faq_search.index.faq_index import ANSWER, embedding_rows
+from faq_search.index.faq_index import ANSWER, FaqIndex, embedding_rows
 from faq_search.index.lexical import HybridSettings, LexicalIndex, entry_document, fuse
-from faq_search.quality.evaluate import LabelledQuery
+from faq_search.quality.metrics import reciprocal_ranks, relevance_matrix
+from faq_search.quality.queries import LabelledQuery
 
 DEFAULT_LAYERS = ("-2", "-1", "-3", "sum-last-4")
 DEFAULT_POOLINGS = (Pooling.MEAN, Pooling.MAX)
@@ -70,15 +71,6 @@ def default_candidate() -> Candidate:
     return Candidate(settings.layer, settings.pooling, Fields.QUESTION_ANSWER, DEFAULT_WEIGHT)
 
 
-def reciprocal_ranks(scores: np.ndarray, relevant: np.ndarray, depth: int = 10) -> np.ndarray:
-    """Per query, 1/rank of the first relevant entry within ``depth`` (else 0). Ties keep entry order."""
-    depth = min(depth, scores.shape[1])
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
-    hits = np.take_along_axis(relevant, top, axis=1)
-    first = np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, 0)
-    return np.where(first > 0, 1.0 / np.maximum(first, 1), 0.0)
-
-
 def tune(
     entries: Sequence[FaqEntry],
     queries: Sequence[LabelledQuery],
@@ -108,11 +100,7 @@ def tune(
         HybridSettings(weight=weight)  # validates the range
 
     ids = {entry.id: i for i, entry in enumerate(entries)}
-    relevant = np.zeros((len(queries), len(entries)), dtype=bool)
-    for row, query in enumerate(queries):
-        for entry_id in query.relevant:
-            if entry_id in ids:
-                relevant[row, ids[entry_id]] = True
+    relevant = relevance_matrix([[ids[i] for i in q.relevant if i in ids] for q in queries], len(entries))
     texts = [q.query for q in queries]
     lexical = {
         f: LexicalIndex(
@@ -134,14 +122,8 @@ def tune(
 
     candidates = list(rr)
     matrix = np.stack([rr[c] for c in candidates])  # [candidates, queries]
-    order = np.random.default_rng(seed).permutation(len(queries))
-    held_out = np.zeros(len(queries))
-    choices = []
-    for fold in np.array_split(order, folds):
-        train = np.setdiff1d(order, fold)
-        pick = int(np.argmax(matrix[:, train].mean(axis=1)))
-        choices.append(candidates[pick])
-        held_out[fold] = matrix[pick, fold]
+    held_out, picks = _cross_validate(matrix, folds, seed)
+    choices = [candidates[pick] for pick in picks]
     means = matrix.mean(axis=1)
     results = tuple(
         sorted(
@@ -158,6 +140,56 @@ def tune(
         fold_choices=tuple(choices),
         folds=folds,
     )
+
+
+def _cross_validate(matrix: np.ndarray, folds: int, seed: int) -> tuple[np.ndarray, list[int]]:
+    """Per-query held-out scores and each fold's pick: the candidate best on the other folds.
+
+    ``matrix`` is ``[candidates, queries]`` of per-query scores; the queries are shuffled by ``seed``.
+    """
+    order = np.random.default_rng(seed).permutation(matrix.shape[1])
+    held_out = np.zeros(matrix.shape[1])
+    picks = []
+    for fold in np.array_split(order, folds):
+        train = np.setdiff1d(order, fold)
+        pick = int(np.argmax(matrix[:, train].mean(axis=1)))
+        picks.append(pick)
+        held_out[fold] = matrix[pick, fold]
+    return held_out, picks
+
+
+def tune_index(
+    entries: Sequence[FaqEntry],
+    queries: Sequence[LabelledQuery],
+    *,
+    layers: Sequence[str] = DEFAULT_LAYERS,
+    poolings: Sequence[Pooling | str] = DEFAULT_POOLINGS,
+    fields: Sequence[Fields | str] = DEFAULT_FIELDS,
+    weights: Sequence[float] = DEFAULT_WEIGHTS,
+    folds: int = 5,
+    seed: int = 0,
+    source: str | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> tuple[FaqIndex, TuneReport]:
+    """Run :func:`tune` and index ``entries`` with the winning settings (``faq-search tune``).
+
+    ``source`` (the FAQ file's name) is recorded in the manifest. The index is
+    returned unsaved, like :func:`faq_search.quality.adapt.adapt_index`'s.
+    """
+    report = tune(
+        entries, queries, layers=layers, poolings=poolings, fields=fields, weights=weights, folds=folds, seed=seed,
+        on_step=on_step,
+    )  # fmt: skip
+    best = report.best
+    index = FaqIndex.build(
+        entries,
+        settings=EncoderSettings(layer=best.layer, pooling=best.pooling),
+        fields=best.fields,
+        hybrid=HybridSettings(weight=best.weight),
+    )
+    if source is not None:
+        index.revise(source=source)
+    return index, report
 
 
 def _dense_scores(
@@ -201,7 +233,7 @@ def _encode_pairs(
     """Unit vectors of ``texts`` for every (layer, pooling) pair from one pass of the model."""
     import torch
 
-    from faq_search.encoding.pooling import pool_layers
+    from faq_search.quality.pooled import unit_pooled
 
     specs = {pair: LayerSpec.parse(pair[0]) for pair in pairs}
     indices = {pair: spec.absolute(encoder.num_layers) for pair, spec in specs.items()}
@@ -216,8 +248,7 @@ def _encode_pairs(
             mask = mask * (1 - flags)
         with torch.inference_mode():
             for pair in pairs:
-                pooled = pool_layers(states, indices[pair], mask, pair[1], specs[pair].combine)
-                unit = torch.nn.functional.normalize(pooled.float(), dim=-1).numpy()
+                unit = unit_pooled(states, indices[pair], mask, pair[1], specs[pair].combine).numpy()
                 if out[pair].shape[1] != unit.shape[1]:
                     out[pair] = np.zeros((len(texts), unit.shape[1]), dtype=np.float32)
                 out[pair][batch] = unit

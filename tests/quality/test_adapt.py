@@ -20,7 +20,7 @@ from faq_search.index.faq_index import FaqIndex
 from faq_search.index.update import update_bundle
 from faq_search.quality import adapt as adapt_module
 from faq_search.quality.adapt import AdaptReport, AdaptSettings, adapt, adapt_index, training_pairs
-from faq_search.quality.evaluate import LabelledQuery
+from faq_search.quality.queries import LabelledQuery
 
 ENTRIES = [
     FaqEntry(id="a", answer="Refunds reach your card within five days.", questions=("When do I get my money back?",)),
@@ -73,7 +73,7 @@ def test_the_guard_ranks_the_held_out_answers_among_a_bounded_sample_of_the_othe
     entries = [FaqEntry(id=str(n), answer=f"answer {n}", questions=(f"question {n}",)) for n in range(50)]
     held = [p for p in training_pairs(entries) if p.entry in (3, 40)]
     guards = [
-        adapt_module._Guard(None, entries, held, 5, np.random.default_rng(seed))  # type: ignore[arg-type]
+        adapt_module.HeldOutScorer(None, entries, held, 5, np.random.default_rng(seed))  # type: ignore[arg-type]
         for seed in (0, 0, 1)
     ]
     for guard in guards:
@@ -81,7 +81,7 @@ def test_the_guard_ranks_the_held_out_answers_among_a_bounded_sample_of_the_othe
         assert guard.answers == sorted(guard.answers, key=lambda a: int(a.split()[1]))  # FAQ order kept
         assert [guard.answers[i] for (i,) in map(tuple, guard.relevant)] == ["answer 3", "answer 40"]
     assert guards[0].answers == guards[1].answers != guards[2].answers  # drawn by the seed
-    everything = adapt_module._Guard(None, entries, held, 300, np.random.default_rng(0))  # type: ignore[arg-type]
+    everything = adapt_module.HeldOutScorer(None, entries, held, 300, np.random.default_rng(0))  # type: ignore[arg-type]
     assert len(everything.answers) == 50
 
 
@@ -240,7 +240,7 @@ class _FixedEncoder:
 def test_the_guard_reports_mrr_and_its_standard_error() -> None:
     entries = [FaqEntry(id=str(n), answer=f"answer {n}", questions=(f"question {n}",)) for n in range(3)]
     held = [p for p in training_pairs(entries) if p.entry in (0, 1)]
-    guard = adapt_module._Guard(_FixedEncoder(), entries, held, 300, np.random.default_rng(0))  # type: ignore[arg-type]
+    guard = adapt_module.HeldOutScorer(_FixedEncoder(), entries, held, 300, np.random.default_rng(0))  # type: ignore[arg-type]
     score, error = guard.measure()
     assert score == pytest.approx(0.75) and guard.score() == pytest.approx(0.75)
     assert error == pytest.approx(np.std([1.0, 0.5], ddof=1) / np.sqrt(2))

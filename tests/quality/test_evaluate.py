@@ -1,8 +1,7 @@
-"""Hybrid fusion, thresholds, calibration, tuning and labelled-query files."""
+"""Hybrid fusion, thresholds, calibration, and the evidence an evaluation collects."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -13,18 +12,8 @@ from faq_search.encoding.settings import Fields
 from faq_search.errors import InputError
 from faq_search.index.faq_index import FaqIndex
 from faq_search.index.lexical import HybridSettings, LexicalIndex, entry_document, fuse
-from faq_search.quality.evaluate import (
-    Evaluation,
-    LabelledQuery,
-    Metrics,
-    calibrate,
-    read_queries,
-    read_questions,
-    run,
-    score_ranking,
-    threshold_rows,
-)
-from faq_search.quality.tune import reciprocal_ranks
+from faq_search.quality.evaluate import Evaluation, Metrics, calibrate, collect_evidence, threshold_rows
+from faq_search.quality.queries import read_queries, read_questions
 from tests.conftest import DATA, FakeEncoder
 
 ENTRIES = [
@@ -117,26 +106,6 @@ def test_hybrid_settings_are_stored_and_used_after_load(tmp_path: Path) -> None:
 # -- metrics, thresholds, calibration ---------------------------------------------
 
 
-def test_score_ranking() -> None:
-    metrics = score_ranking(["a", "b", "c"], frozenset({"b", "z"}))
-    assert metrics["mrr_at_10"] == 0.5
-    assert metrics["recall_at_1"] == 0.0
-    assert metrics["recall_at_5"] == 0.5
-    assert metrics["ndcg_at_10"] == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)))
-
-
-def test_reciprocal_ranks_matches_score_ranking() -> None:
-    rng = np.random.default_rng(3)
-    scores = rng.random((20, 30))
-    relevant = rng.random((20, 30)) > 0.9
-    got = reciprocal_ranks(scores, relevant)
-    for row in range(20):
-        ranking = [str(i) for i in np.argsort(-scores[row], kind="stable")]
-        wanted = frozenset(str(i) for i in np.flatnonzero(relevant[row]))
-        expected = score_ranking(ranking, wanted)["mrr_at_10"] if wanted else 0.0
-        assert got[row] == pytest.approx(expected)
-
-
 def evidence(scores: list[float], correct: list[bool], negatives: list[float]) -> Evaluation:
     metrics = Metrics(len(scores), 0.0, 0.0, 0.0, 0.0, 0.0)
     return Evaluation(metrics, tuple(scores), tuple(correct), tuple(negatives))
@@ -163,59 +132,10 @@ def test_calibrate_picks_the_lowest_threshold_reaching_the_target() -> None:
         calibrate(ev, 1.5)
 
 
-# -- labelled query files ---------------------------------------------------------
-
-
-def test_read_queries_and_unknown_ids(tmp_path: Path) -> None:
-    path = tmp_path / "q.csv"
-    path.write_text("query_id,query,relevant_ids\nq1,where is it,ship|pay\nq2,refund?,returns\n", encoding="utf-8")
-    queries = read_queries(path, known_ids=[e.id for e in ENTRIES])
-    assert queries == [
-        LabelledQuery("where is it", frozenset({"ship", "pay"})),
-        LabelledQuery("refund?", frozenset({"returns"})),
-    ]
-    path.write_text("query,relevant_ids\nx,ship|nope|gone\n", encoding="utf-8")
-    with pytest.raises(InputError, match=r"relevant ids 'gone', 'nope' are not in the index"):
-        read_queries(path, known_ids=[e.id for e in ENTRIES])
-
-
-@pytest.mark.parametrize(
-    ("content", "needle"),
-    [
-        (
-            "question,relevant_ids\nx,ship\n",
-            "no query column 'query'; the columns are 'question', 'relevant_ids'; choose one with --query-column",
-        ),
-        (
-            "query,ids\nx,ship\n",
-            "no relevant ids column 'relevant_ids'; the columns are 'query', 'ids'; choose one with --relevant-column",
-        ),
-        ("query,relevant_ids\nx,\n", "row 2 has an empty query or no relevant id"),
-    ],
-)
-def test_malformed_query_files(tmp_path: Path, content: str, needle: str) -> None:
-    path = tmp_path / "q.csv"
-    path.write_text(content, encoding="utf-8")
-    with pytest.raises(InputError, match=needle):
-        read_queries(path)
-
-
-def test_read_questions_takes_the_query_column_or_the_only_one(tmp_path: Path) -> None:
-    assert read_questions(DATA / "unanswerable.csv")[:1] and len(read_questions(DATA / "unanswerable.csv")) == 15
-    one = tmp_path / "one.csv"
-    one.write_text("text\nhello\n  \nbye\n", encoding="utf-8")
-    assert read_questions(one) == ["hello", "bye"]
-    two = tmp_path / "two.csv"
-    two.write_text("a,b\nx,y\n", encoding="utf-8")
-    with pytest.raises(InputError, match=r"no question column 'query'.*choose one with --query-column"):
-        read_questions(two)
-    assert read_questions(two, query_column="b") == ["y"]
-
-
 def test_run_on_the_sample_faq_with_the_fake_encoder() -> None:
     index = FaqIndex.build(read_faq(DATA / "faq.csv"), encoder=FakeEncoder())
     queries = read_queries(DATA / "queries.csv", known_ids=[e.id for e in index.entries])
-    evaluation = run(index, queries, read_questions(DATA / "unanswerable.csv"))
+    evaluation = collect_evidence(index, queries, read_questions(DATA / "unanswerable.csv"))
     assert evaluation.metrics.queries == 60
     assert len(evaluation.top_scores) == 60 and len(evaluation.negative_scores) == 15
     assert 0.0 < evaluation.metrics.mrr_at_10 <= 1.0

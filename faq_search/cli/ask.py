@@ -1,0 +1,37 @@
+"""``faq-search ask``: ranked answers to one question, or "no confident answer"."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from faq_search.cli import render
+from faq_search.cli.options import DEFAULT_INDEX, IndexDir, JsonFlag, MovedModel, Threads
+
+
+def ask(
+    question: Annotated[str, typer.Argument(help="The customer's question, in quotes.")],
+    index_dir: IndexDir = DEFAULT_INDEX,
+    k: Annotated[int, typer.Option("-k", "--top", min=1, help="How many answers to return.")] = 5,
+    min_score: Annotated[
+        float | None,
+        typer.Option(help="Leave out answers scoring below this threshold (default: the index's calibrated one)."),
+    ] = None,
+    model: MovedModel = None,
+    threads: Threads = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Return the best-matching answers to QUESTION from an index, or say none is good enough."""
+    from faq_search.index.faq_index import Answer, FaqIndex
+
+    faq = FaqIndex.load(index_dir, model_path=model, threads=threads)
+    threshold = faq.manifest.min_score if min_score is None else min_score
+    answer = Answer.of(question, faq.ask(question, k=k, min_score=min_score), k, threshold)
+    if as_json:
+        typer.echo(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
+    elif not answer.answered:
+        typer.echo(f"No confident answer (no entry scored {threshold:.3f} or more).")
+    else:
+        typer.echo(render.matches_list(answer.matches))

@@ -1,0 +1,147 @@
+"""Commands that build and inspect an index bundle: ``index``, ``info``, ``check``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from faq_search.cli import render
+from faq_search.cli.options import (
+    DEFAULT_INDEX,
+    AnswerColumn,
+    HybridWeight,
+    IdColumn,
+    IndexDir,
+    JsonFlag,
+    Layer,
+    MovedModel,
+    PoolingChoice,
+    PrecisionChoice,
+    QuestionColumns,
+    QuietFlag,
+    Threads,
+)
+from faq_search.encoding.settings import Fields, Pooling, Precision
+from faq_search.index.store import IndexType
+
+
+def index(
+    file: Annotated[Path, typer.Argument(help="FAQ file: .csv, .tsv, .json, .jsonl, .parquet or .xlsx.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle directory to write (replaced atomically).")] = (
+        DEFAULT_INDEX
+    ),
+    answer_column: AnswerColumn = "answer",
+    question_column: QuestionColumns = None,
+    id_column: IdColumn = None,
+    file_format: Annotated[
+        str | None,
+        typer.Option("--format", help="Format when the suffix does not tell: csv, tsv, json, jsonl, parquet, excel."),
+    ] = None,
+    fields: Annotated[Fields, typer.Option(help="Texts to embed per entry; the answer always is.")] = (
+        Fields.QUESTION_ANSWER
+    ),
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Encoder: 'default' (bundled all-MiniLM-L6-v2), a model directory, or a cached hub id. "
+            "Unset: the adapted encoder of the index at --out if it has one (faq-search adapt), else 'default'."
+        ),
+    ] = None,
+    layer: Layer = "-2",
+    pooling: PoolingChoice = Pooling.MEAN,
+    special: Annotated[
+        bool, typer.Option("--special/--no-special", help="Count [CLS]/[SEP] in mean, max and last pooling.")
+    ] = True,
+    precision: PrecisionChoice = Precision.AUTO,
+    hybrid_weight: HybridWeight = 0.5,
+    index_type: Annotated[
+        IndexType,
+        typer.Option(help="FAISS index: flat = exact (default); hnsw or ivf = approximate, for very large FAQs."),
+    ] = IndexType.FLAT,
+    batch_size: Annotated[int, typer.Option(min=1, help="Most texts per encoder batch.")] = 64,
+    max_seq_len: Annotated[
+        int,
+        typer.Option(min=8, help="Word pieces per model window; a longer text is embedded as overlapping windows."),
+    ] = 256,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="CPU threads for the encoder (default: torch's choice).")
+    ] = None,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Re-embed every text, even those the bundle at --out already has vectors for."),
+    ] = False,
+    quiet: QuietFlag = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Embed every answer (and question) of an FAQ file and write an index bundle.
+
+    Over an existing bundle only new and edited texts are embedded; a run that was killed resumes.
+    """
+    from faq_search.corpus import read_faq
+    from faq_search.encoding.settings import EncoderSettings
+    from faq_search.index.lexical import HybridSettings
+    from faq_search.index.update import update_bundle
+
+    entries = read_faq(
+        file, answer_column=answer_column, question_column=question_column or None, id_column=id_column,
+        file_format=file_format,
+    )  # fmt: skip
+    settings = EncoderSettings(
+        model=model or "default", layer=layer, pooling=pooling, include_special=special, max_seq_len=max_seq_len,
+        precision=precision,
+    )  # fmt: skip
+    built = update_bundle(
+        out, entries, settings=settings, fields=fields, hybrid=HybridSettings(weight=hybrid_weight),
+        index_type=index_type.value, batch_size=batch_size, threads=threads, progress=not quiet,
+        source_name=file.name, full=full, keep_adapted=model is None,
+    )  # fmt: skip
+    report, manifest = built.report, built.manifest
+    if report is not None and report.reuse_note and not as_json:
+        typer.echo(f"faq-search: note: {report.reuse_note}", err=True)
+    if as_json:
+        typer.echo(
+            json.dumps({"index": str(out), **manifest.to_dict(), "update": render.update_dict(report)}, indent=2)
+        )
+        return
+    seconds = f" in {report.seconds:.1f} s" if report else ""
+    typer.echo(
+        f"Indexed {manifest.entry_count} entries ({manifest.vector_count} vectors: {'+'.join(manifest.fields)}) "
+        f"with {built.identity.model_name}, layer {settings.layer}, {settings.pooling.value} pooling, "
+        f"{manifest.precision}{seconds} -> {out}"
+    )
+    if report is not None:
+        typer.echo(render.update_summary(report, manifest.min_score))
+
+
+def info(index_dir: IndexDir = DEFAULT_INDEX, as_json: JsonFlag = False) -> None:
+    """Show what an index holds and how it was built."""
+    from faq_search.bundle.files import read_bundle
+
+    manifest, _ = read_bundle(index_dir)
+    data = manifest.to_dict()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        typer.echo(render.info_table(index_dir, data))
+
+
+def check(
+    index_dir: IndexDir = DEFAULT_INDEX,
+    sample: Annotated[int, typer.Option(min=0, help="Rows to re-embed and compare with their stored vectors.")] = 32,
+    model: MovedModel = None,
+    threads: Threads = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Verify an index: checksums, counts, vectors, and a re-embedded sample. Exit code 1 when anything is wrong."""
+    from faq_search.index.verify import check_bundle
+
+    report = check_bundle(index_dir, sample=sample, model_path=model, threads=threads)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        typer.echo(render.check_table(index_dir, report))
+    if not report.ok:
+        raise typer.Exit(1)

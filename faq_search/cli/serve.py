@@ -1,0 +1,58 @@
+"""``faq-search serve``: the index over HTTP (the service layer does the work)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from faq_search.cli.options import DEFAULT_INDEX, IndexDir, MovedModel
+
+
+def serve(
+    index_dir: IndexDir = DEFAULT_INDEX,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on. 127.0.0.1 keeps it on this machine; 0.0.0.0 opens it to all.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes; each loads its own model and batches only its own requests.")
+    ] = 1,
+    batching: Annotated[
+        bool, typer.Option("--batching/--no-batching", help="Gather concurrent questions into shared encoder calls.")
+    ] = True,
+    max_batch: Annotated[int, typer.Option(min=1, help="Most questions per encoder call.")] = 32,
+    max_wait_ms: Annotated[
+        float, typer.Option(min=0, help="Longest a question waits for others to join its batch (ms).")
+    ] = 5.0,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a request may take before it gets 504.")] = 30.0,
+    watch: Annotated[
+        float, typer.Option(min=0, help="Seconds between checks for a replaced bundle (hot reload); 0 = off.")
+    ] = 1.0,
+    model: MovedModel = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for the encoder, per worker.")] = None,
+    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request.")] = True,
+) -> None:
+    """Serve an index over HTTP: POST /ask, /ask/batch, /embed; a search page at /; API docs at /docs.
+
+    Set $FAQ_SEARCH_TOKEN to require 'Authorization: Bearer <token>' on the API (/health, the page and /docs stay open).
+    """
+    from faq_search.service.app import ServeConfig
+    from faq_search.service.app import serve as run_server
+
+    run_server(
+        ServeConfig(
+            index_dir=index_dir,
+            host=host,
+            port=port,
+            workers=workers,
+            model_path=model,
+            threads=threads,
+            batching=batching,
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            timeout_s=timeout,
+            watch_s=watch,
+            access_log=access_log,
+        )
+    )
