@@ -227,7 +227,7 @@ def adapt(
 
 def _embed(encoder: BertEncoder, texts: Sequence[str], max_tokens: int) -> torch.Tensor:
     """Pooled, normalised vectors with gradients, at the encoder's layer and pooling."""
-    from faq_search.quality.pooled import unit_pooled
+    from faq_search.encoding.pooling import sentence_vectors
 
     with encoder.tokenizer_session() as tokenizer:
         encoded = tokenizer(
@@ -241,7 +241,7 @@ def _embed(encoder: BertEncoder, texts: Sequence[str], max_tokens: int) -> torch
         ).hidden_states
     if not encoder.settings.include_special:
         mask = mask * (1 - encoded["special_tokens_mask"])
-    return unit_pooled(states, encoder.layer_indices, mask, encoder.settings.pooling, encoder.combine)
+    return sentence_vectors(states, encoder.layer_indices, mask, encoder.settings.pooling, encoder.combine)
 
 
 def _loss(encoder: BertEncoder, batch: Sequence[_Pair], settings: AdaptSettings) -> torch.Tensor:

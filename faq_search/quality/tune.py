@@ -233,7 +233,7 @@ def _encode_pairs(
     """Unit vectors of ``texts`` for every (layer, pooling) pair from one pass of the model."""
     import torch
 
-    from faq_search.quality.pooled import unit_pooled
+    from faq_search.encoding.pooling import sentence_vectors
 
     specs = {pair: LayerSpec.parse(pair[0]) for pair in pairs}
     indices = {pair: spec.absolute(encoder.num_layers) for pair, spec in specs.items()}
@@ -248,7 +248,7 @@ def _encode_pairs(
             mask = mask * (1 - flags)
         with torch.inference_mode():
             for pair in pairs:
-                unit = unit_pooled(states, indices[pair], mask, pair[1], specs[pair].combine).numpy()
+                unit = sentence_vectors(states, indices[pair], mask, pair[1], specs[pair].combine).numpy()
                 if out[pair].shape[1] != unit.shape[1]:
                     out[pair] = np.zeros((len(texts), unit.shape[1]), dtype=np.float32)
                 out[pair][batch] = unit
