@@ -1,1 +1,1 @@
-"""quality"""
+"""Measuring and improving retrieval: metrics, labelled queries, evaluate/calibrate, tune, adapt."""

@@ -121,6 +121,36 @@ def checked_pairs(entries: Sequence[FaqEntry], queries: Sequence[LabelledQuery] 
     return pairs
 
 
+def _split_held_out(
+    pairs: Sequence[_Pair], settings: AdaptSettings, rng: np.random.Generator
+) -> tuple[list[_Pair], set[str]]:
+    """The training pairs (at most ``max_pairs``, sampled) and the held-out questions (a ``held_out`` share)."""
+    questions = sorted({p.question for p in pairs})
+    held_count = max(1, round(len(questions) * settings.held_out)) if len(questions) >= 4 else 0
+    if held_count == 0:
+        raise InputError(
+            f"adaptation needs at least 4 distinct questions to hold some out; the FAQ has {len(questions)}"
+        )
+    held = set(rng.permutation(questions)[:held_count].tolist())
+    train = [p for p in pairs if p.question not in held]
+    if settings.max_pairs is not None and len(train) > settings.max_pairs:
+        train = [train[i] for i in sorted(rng.permutation(len(train))[: settings.max_pairs])]
+    return train, held
+
+
+def _schedule(train_pairs: int, settings: AdaptSettings) -> tuple[int, int]:
+    """Total training steps and the passes they take: ``epochs`` passes, else one pass or about ``min_steps``.
+
+    Example: 40 pairs in batches of 32 are 2 steps a pass; by default 90 steps -> (90, 45).
+    """
+    batches_per_epoch = math.ceil(train_pairs / settings.batch_size)
+    if settings.epochs is not None:
+        total = batches_per_epoch * settings.epochs
+    else:  # one pass, or about min_steps steps for a small FAQ (at most max_auto_epochs passes)
+        total = min(max(batches_per_epoch, settings.min_steps), batches_per_epoch * settings.max_auto_epochs)
+    return total, math.ceil(total / batches_per_epoch)
+
+
 def adapt(
     encoder: BertEncoder,
     entries: Sequence[FaqEntry],
@@ -135,16 +165,8 @@ def adapt(
     settings = settings or AdaptSettings()
     pairs = checked_pairs(entries, queries)
     rng = np.random.default_rng(settings.seed)
-    questions = sorted({p.question for p in pairs})
-    held_count = max(1, round(len(questions) * settings.held_out)) if len(questions) >= 4 else 0
-    if held_count == 0:
-        raise InputError(
-            f"adaptation needs at least 4 distinct questions to hold some out; the FAQ has {len(questions)}"
-        )
-    held = set(rng.permutation(questions)[:held_count].tolist())
-    train = [p for p in pairs if p.question not in held]
-    if settings.max_pairs is not None and len(train) > settings.max_pairs:
-        train = [train[i] for i in sorted(rng.permutation(len(train))[: settings.max_pairs])]
+    train, held = _split_held_out(pairs, settings, rng)
+    held_count = len(held)
     guard_rng = np.random.default_rng((settings.seed, 1))  # its own stream: the training order stays as it was
     guard = HeldOutScorer(encoder, entries, [p for p in pairs if p.question in held], settings.guard_answers, guard_rng)
 
@@ -154,12 +176,7 @@ def adapt(
     best, best_error, kept_score, best_state = before, 0.0, before, None
     torch.manual_seed(settings.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=0.01)
-    batches_per_epoch = math.ceil(len(train) / settings.batch_size)
-    if settings.epochs is not None:
-        total = batches_per_epoch * settings.epochs
-    else:  # one pass, or about min_steps steps for a small FAQ (at most max_auto_epochs passes)
-        total = min(max(batches_per_epoch, settings.min_steps), batches_per_epoch * settings.max_auto_epochs)
-    epochs = math.ceil(total / batches_per_epoch)
+    total, epochs = _schedule(len(train), settings)
     warmup = max(1, total // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup)))
@@ -354,7 +371,6 @@ def adapt_index(
 
     settings = settings or EncoderSettings()
     adapt_settings = adapt_settings or AdaptSettings()
-    sourced = {"source": source} if source is not None else {}
     checked_pairs(entries, queries)  # before loading the model
     encoder = BertEncoder(settings)
     report = adapt(encoder, entries, adapt_settings, queries=queries, on_progress=on_progress)
@@ -366,7 +382,7 @@ def adapt_index(
     }
     if not report.kept:
         index = FaqIndex.build(entries, encoder=encoder, fields=fields, hybrid=hybrid)
-        index.revise(adaptation=record, **sourced)
+        index.revise(adaptation=record, source=index.manifest.source if source is None else source)
         return index, report
     with tempfile.TemporaryDirectory(prefix="faq-search-adapt-") as scratch:
         directory = save_encoder(encoder, Path(scratch) / ENCODER_DIR)
@@ -379,7 +395,7 @@ def adapt_index(
         }
     base_name = encoder.identity.model_name
     index.revise(
-        **sourced,
+        source=index.manifest.source if source is None else source,
         identity=dataclasses.replace(index.identity, model_name=f"{Path(base_name).name} (adapted)"),
         settings=dataclasses.replace(index.settings, model=ADAPTED_MODEL),
         adaptation=record,
