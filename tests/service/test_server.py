@@ -32,7 +32,8 @@ from faq_search.cli import app as cli_app
 from faq_search.corpus import FaqEntry, read_faq
 from faq_search.errors import InputError
 from faq_search.index.faq_index import FaqIndex, Match
-from faq_search.service.app import TOKEN_ENV, Job, ServeConfig, app_from_env, create_app, run_jobs
+from faq_search.service.app import TOKEN_ENV, ServeConfig, app_from_env, create_app
+from faq_search.service.batching import Job, run_jobs
 from tests.conftest import DATA, FakeEncoder
 
 pytestmark = pytest.mark.model

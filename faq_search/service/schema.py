@@ -1,0 +1,70 @@
+"""The HTTP API's request and response bodies, as pydantic models (what ``/openapi.json`` publishes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from faq_search.service.config import MAX_K, MAX_QUESTION_CHARS, MAX_TEXTS
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AskRequest(_Body):
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="The customer's question.")
+    k: int = Field(5, ge=1, le=MAX_K, description="How many answers to return.")
+    min_score: float | None = Field(
+        None, allow_inf_nan=False, description="Leave out answers scoring below this (default: the index's threshold)."
+    )
+
+
+class AskBatchRequest(_Body):
+    questions: list[str] = Field(min_length=1, max_length=MAX_TEXTS)
+    k: int = Field(5, ge=1, le=MAX_K)
+    min_score: float | None = Field(None, allow_inf_nan=False)
+
+
+class EmbedRequest(_Body):
+    texts: list[str] = Field(min_length=1, max_length=MAX_TEXTS)
+
+
+class MatchOut(BaseModel):
+    """``Match.to_dict()``: ``score`` ranks (cosine, plus BM25 evidence when the index fuses it)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    rank: int
+    score: float
+    cosine: float | None = None
+    lexical: float | None = None
+    field: str
+    id: str
+    question: str | None
+    answer: str
+    metadata: dict[str, Any]
+
+
+class AskResponse(BaseModel):
+    question: str
+    answered: bool
+    min_score: float | None
+    matches: list[MatchOut]
+
+
+class AskBatchResponse(BaseModel):
+    results: list[AskResponse]
+
+
+class EmbedResponse(BaseModel):
+    model: str
+    layer: str
+    pooling: str
+    dimension: int
+    vectors: list[list[float]]
+
+
+class ErrorResponse(BaseModel):
+    error: str
