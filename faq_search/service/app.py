@@ -39,6 +39,25 @@ __all__ = ["TOKEN_ENV", "ServeConfig", "app_from_env", "create_app", "serve"]
 
 log = logging.getLogger("faq_search.service.app")
 
+DESCRIPTION = (
+    "Every error is a JSON object whose `error` is one line naming the fix. "
+    "With `$FAQ_SEARCH_TOKEN` set, every endpoint needs `Authorization: Bearer <token>` except `/health`, "
+    "the search page (`/`, `/static/...`) and these docs (`/docs`, `/redoc`, `/openapi.json`, `/static-docs/...`), "
+    "which hold no FAQ data and stay open. Limits: body 1 MiB, texts 1-2,000 characters with some non-space "
+    "character, 64 texts per request, JSON objects of at most 32 keys nested at most 16 deep; types are strict."
+)
+ERRORS = {
+    400: "The body is not UTF-8 JSON, or its JSON has too many keys or levels.",
+    401: "The token is set and the request lacks it.",
+    405: "The method is not allowed on this path.",
+    408: "The body did not arrive within the timeout.",
+    413: "The body is larger than 1 MiB.",
+    422: "A field is missing, unknown, of the wrong type or out of range.",
+    500: "Reload failed (the old index keeps serving), or an unexpected error.",
+    503: "Too many questions waiting (in all, or from this client); retry after `Retry-After` seconds.",
+    504: "No answer within the timeout.",
+}
+
 
 def create_app(config: ServeConfig, index: FaqIndex | None = None) -> FastAPI:
     """The ASGI app serving ``config.index_dir`` (or ``index``, an already loaded copy of it).
@@ -48,7 +67,7 @@ def create_app(config: ServeConfig, index: FaqIndex | None = None) -> FastAPI:
     """
     from fastapi import FastAPI
 
-    from faq_search.service import http_errors
+    from faq_search.service import docs, http_errors
     from faq_search.service.batching import Batcher
     from faq_search.service.middleware import RequestGate
     from faq_search.service.reload import IndexHolder
@@ -60,15 +79,19 @@ def create_app(config: ServeConfig, index: FaqIndex | None = None) -> FastAPI:
     app = FastAPI(
         title="faq-search",
         summary="Semantic FAQ retrieval over HTTP: ranked answers with cosine scores.",
+        description=DESCRIPTION,
         version=_version(),
         lifespan=_lifespan(service, index),
-        responses={status: {"model": ErrorResponse} for status in (400, 401, 413, 422)},
+        responses={status: {"model": ErrorResponse, "description": why} for status, why in ERRORS.items()},
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = service
     app.state.holder = service.holder
     app.state.batcher = service.batcher
     app.add_middleware(RequestGate, token=token, max_body_bytes=config.max_body_bytes, timeout_s=config.timeout_s)
     _add_routes(app, token is not None)
+    docs.add_routes(app)
     http_errors.install(app)
     return app
 

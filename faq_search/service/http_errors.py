@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from fastapi.responses import Response
 
 
+MAX_DETAIL = 5  # validation problems listed in an error body; the first one is named in ``error``
+
+
 class HttpError(Exception):
     """An error for the client: a status code and one line naming the fix."""
 
@@ -52,8 +55,20 @@ async def _on_http_error(request: Request, exc: HttpError) -> Response:
 async def _on_invalid(request: Request, exc: Any) -> Response:
     errors = list(exc.errors())
     status, message = validation_message(errors)
-    detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")} for e in errors]
+    detail = [
+        {
+            "loc": [_clip(str(part)) for part in e.get("loc", ())],
+            "msg": _clip(str(e.get("msg", ""))),
+            "type": e.get("type"),
+        }
+        for e in errors[:MAX_DETAIL]
+    ]
     return _json({"error": message, "detail": detail}, status)
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters, so an error never echoes a large input back."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 async def _on_starlette_error(request: Request, exc: Any) -> Response:
@@ -84,7 +99,7 @@ def validation_message(errors: list[Any]) -> tuple[int, str]:
     if kind == "json_invalid":
         reason = (first.get("ctx") or {}).get("error", "decode error")
         return 400, f"the body is not valid JSON ({reason}); send a JSON object, see /docs"
-    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    loc = [_clip(str(part)) for part in first.get("loc", ()) if part != "body"]
     if kind in {"model_attributes_type", "dict_type"} and not loc:
         return 422, "the body must be a JSON object sent with 'Content-Type: application/json'; see /docs"
     where = ".".join(loc) or "body"
@@ -92,6 +107,10 @@ def validation_message(errors: list[Any]) -> tuple[int, str]:
         return 422, f"{where} is required; see /docs for the request schema"
     if kind == "extra_forbidden":
         return 422, f"{where} is not a known field; see /docs for the request schema"
+    if kind == "string_pattern_mismatch":
+        return 422, f"{where} is empty or only white space; type some text"
+    if kind == "string_too_short":
+        return 422, f"{where} is empty; type some text"
     if kind == "string_too_long":
         return 422, f"{where} is too long: {first.get('msg', '').lower()}; shorten it"
     return 422, f"{where}: {first.get('msg', 'invalid')}; see /docs for the request schema"

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
+from faq_search.encoding.windows import piece_counts, special_tokens
 from faq_search.errors import FaqSearchError
 from faq_search.index.faq_index import Answer, FaqIndex, Match
 from faq_search.service.batching import Batcher, Job, Kind, Overloaded
@@ -24,7 +25,7 @@ from faq_search.service.config import ServeConfig
 from faq_search.service.http_errors import HttpError
 from faq_search.service.page import ASSET_TYPES, PAGE_HEADERS, asset
 from faq_search.service.reload import IndexHolder, ServedIndex
-from faq_search.service.schema import AskBatchRequest, AskRequest, EmbedRequest
+from faq_search.service.schema import AskBatchRequest, AskRequest, EmbedRequest, ReloadRequest
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,17 @@ def _service(request: Request) -> Service:
     return service
 
 
-async def _answer(service: Service, kind: Kind, texts: Sequence[str], k: int = 1) -> tuple[ServedIndex, Any]:
+def _client(request: Request) -> str:
+    """Whose turn a job takes in the batch queue: the client's address (its host)."""
+    return request.client.host if request.client else ""
+
+
+async def _answer(
+    service: Service, kind: Kind, texts: Sequence[str], client: str, k: int = 1
+) -> tuple[ServedIndex, Any]:
     """The model's result for ``texts`` on the current index, or the 503/504 that says why not."""
     served = service.holder.current
-    job = Job(index=served.index, kind=kind, texts=tuple(texts), k=k)
+    job = Job(index=served.index, kind=kind, texts=tuple(texts), k=k, client=client)
     timeout = service.config.timeout_s
     try:
         result = await asyncio.wait_for(service.batcher.submit(job), timeout)
@@ -66,32 +74,53 @@ def _reply(content: Any, served: ServedIndex) -> JSONResponse:
     return JSONResponse(content, headers={"X-Faq-Index-Generation": str(served.generation)})
 
 
-def _question(text: str, where: str) -> str:
-    stripped = text.strip()
-    if not stripped:
-        raise HttpError(422, f"{where} is empty; type a question")
-    return stripped
+def _question(text: str) -> str:
+    """The text the model sees: without surrounding white space (the schema ensures some text is left)."""
+    return text.strip() or text
+
+
+def cut_flags(index: FaqIndex, texts: Sequence[str]) -> list[bool]:
+    """Per text: longer than the encoder's window, so the model sees only its beginning.
+
+    A word piece covers at least one character, so only texts longer than the
+    window in characters are tokenized. Encoders without a tokenizer report no cuts.
+    """
+    window = index.settings.max_seq_len
+    long = [i for i, text in enumerate(texts) if len(text) > window - 2]
+    flags = [False] * len(texts)
+    tokenizer = getattr(index.encoder, "window_tokenizer", None)
+    if not long or tokenizer is None:
+        return flags
+    budget = window - special_tokens(tokenizer)
+    for i, count in zip(long, piece_counts(tokenizer, [texts[i] for i in long]), strict=True):
+        flags[i] = count > budget
+    return flags
 
 
 async def ask(body: AskRequest, request: Request) -> Response:
     """Ranked answers to one question (the JSON of `faq-search ask --json`)."""
-    text = _question(body.question, "question")
-    served, result = await _answer(_service(request), "ask", [text], body.k)
+    text = _question(body.question)
+    served, result = await _answer(_service(request), "ask", [text], _client(request), body.k)
     return _reply(_shape(body.question, result[0], body.k, body.min_score, served), served)
 
 
 async def ask_batch(body: AskBatchRequest, request: Request) -> Response:
     """Ranked answers to several questions, in order; they share model calls with other requests."""
-    texts = [_question(q, f"questions.{i}") for i, q in enumerate(body.questions)]
-    served, result = await _answer(_service(request), "ask", texts, body.k)
+    texts = [_question(q) for q in body.questions]
+    served, result = await _answer(_service(request), "ask", texts, _client(request), body.k)
     results = [_shape(q, m, body.k, body.min_score, served) for q, m in zip(body.questions, result, strict=True)]
     return _reply({"results": results}, served)
 
 
 async def embed(body: EmbedRequest, request: Request) -> Response:
-    """Sentence vectors (unit length) computed with the bundle's encoder settings."""
-    texts = [_question(t, f"texts.{i}") for i, t in enumerate(body.texts)]
-    served, vectors = await _answer(_service(request), "embed", texts)
+    """Sentence vectors (unit length) computed with the bundle's encoder settings.
+
+    Like `faq-search embed` at sentence level, a text longer than the model's
+    window is embedded from its beginning and reported in `truncated`.
+    """
+    texts = [_question(t) for t in body.texts]
+    served, vectors = await _answer(_service(request), "embed", texts, _client(request))
+    truncated = await asyncio.to_thread(cut_flags, served.index, texts)
     settings = served.index.settings
     content = {
         "model": served.index.identity.model_name,
@@ -99,6 +128,7 @@ async def embed(body: EmbedRequest, request: Request) -> Response:
         "pooling": settings.pooling.value,
         "dimension": int(vectors.shape[1]),
         "vectors": vectors.tolist(),
+        "truncated": truncated,
     }
     return _reply(content, served)
 
@@ -114,8 +144,11 @@ async def index_summary(request: Request) -> dict[str, Any]:
     return summary(_service(request))
 
 
-async def reload(request: Request) -> dict[str, Any]:
-    """Load the bundle on disk now and swap it in (the watcher does this by itself when it changes)."""
+async def reload(body: ReloadRequest, request: Request) -> dict[str, Any]:
+    """Load the bundle on disk now and swap it in (the watcher does this by itself when it changes).
+
+    The body must be the JSON object `{}`: a cross-site form post cannot send JSON, so it cannot trigger this.
+    """
     service = _service(request)
     try:
         await service.holder.reload()

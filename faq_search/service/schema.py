@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from faq_search.service.config import MAX_K, MAX_QUESTION_CHARS, MAX_TEXTS
 
+TEXT_PATTERN = r"[^ \t\n\r\x0b\x0c]"
+"""A text must hold a character other than ASCII white space: the same test in JSON Schema, Python and the server."""
+
+Text = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_QUESTION_CHARS,
+        pattern=TEXT_PATTERN,
+        description=f"1 to {MAX_QUESTION_CHARS} characters, not only white space.",
+    ),
+]
+
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Request bodies: unknown fields are refused, and types are strict (no "5" for 5, no false for 0)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class AskRequest(_Body):
-    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="The customer's question.")
+    question: Text = Field(description="The customer's question.")
     k: int = Field(5, ge=1, le=MAX_K, description="How many answers to return.")
     min_score: float | None = Field(
         None, allow_inf_nan=False, description="Leave out answers scoring below this (default: the index's threshold)."
@@ -22,13 +37,17 @@ class AskRequest(_Body):
 
 
 class AskBatchRequest(_Body):
-    questions: list[str] = Field(min_length=1, max_length=MAX_TEXTS)
+    questions: list[Text] = Field(min_length=1, max_length=MAX_TEXTS)
     k: int = Field(5, ge=1, le=MAX_K)
     min_score: float | None = Field(None, allow_inf_nan=False)
 
 
 class EmbedRequest(_Body):
-    texts: list[str] = Field(min_length=1, max_length=MAX_TEXTS)
+    texts: list[Text] = Field(min_length=1, max_length=MAX_TEXTS)
+
+
+class ReloadRequest(_Body):
+    """An empty JSON object: requiring JSON keeps a cross-site form post from triggering a reload."""
 
 
 class MatchOut(BaseModel):
@@ -64,6 +83,9 @@ class EmbedResponse(BaseModel):
     pooling: str
     dimension: int
     vectors: list[list[float]]
+    truncated: list[bool] = Field(
+        description="Per text: longer than the model's window, so only its beginning was embedded (as `embed` does)."
+    )
 
 
 class ErrorResponse(BaseModel):
