@@ -30,13 +30,16 @@ def check_port(host: str, port: int) -> None:
 
 
 def log_config(access_log: bool) -> dict[str, Any]:
-    """uvicorn's logging setup plus this package's logger, on stderr."""
+    """uvicorn's logging setup plus this package's and asyncio's loggers, on stderr, repeats rate-limited."""
     import copy
 
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"repeats": {"()": "faq_search.service.connections.RepeatFilter"}}
+    config["handlers"]["default"]["filters"] = ["repeats"]
     config["loggers"]["faq_search"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    config["loggers"]["asyncio"] = {"handlers": ["default"], "level": "WARNING", "propagate": False}
     if not access_log:
         config["loggers"]["uvicorn.access"]["level"] = "WARNING"
     return config
@@ -52,6 +55,32 @@ def app_from_env() -> FastAPI:
     return create_app(ServeConfig.from_json(text))
 
 
+def uvicorn_options(config: ServeConfig) -> dict[str, Any]:
+    """The options ``uvicorn.run`` gets for ``config`` (less the app and workers)."""
+    from faq_search.service.connections import protocol_class
+
+    return {
+        "host": config.host,
+        "port": config.port,
+        "log_config": log_config(config.access_log),
+        "access_log": config.access_log,
+        "timeout_graceful_shutdown": int(config.timeout_s) + 5,
+        "timeout_keep_alive": config.keep_alive_s,
+        "server_header": False,
+        "http": protocol_class(config.max_connections, config.header_timeout_s),
+    }
+
+
+def __getattr__(name: str) -> Any:
+    """``WorkerProtocol``: the guarded protocol for a ``--workers`` process, built from its environment."""
+    if name != "WorkerProtocol":
+        raise AttributeError(name)
+    from faq_search.service.connections import protocol_class
+
+    config = ServeConfig.from_json(os.environ[CONFIG_ENV])
+    return protocol_class(config.max_connections, config.header_timeout_s)
+
+
 def serve(config: ServeConfig) -> None:
     """Run the service until interrupted; the index is loaded and warmed before the port opens."""
     import uvicorn
@@ -62,14 +91,7 @@ def serve(config: ServeConfig) -> None:
     check_port(config.host, config.port)
     if not os.environ.get(TOKEN_ENV) and config.host not in {"127.0.0.1", "localhost", "::1"}:
         log.warning("listening on %s without a token: set $%s to require one", config.host, TOKEN_ENV)
-    common: dict[str, Any] = {
-        "host": config.host,
-        "port": config.port,
-        "log_config": log_config(config.access_log),
-        "access_log": config.access_log,
-        "timeout_graceful_shutdown": int(config.timeout_s) + 5,
-        "server_header": False,
-    }
+    common = uvicorn_options(config)
     if config.workers == 1:
         index = open_index(config)  # errors surface here, as one line from the CLI
         uvicorn.run(create_app(config, index), **common)
@@ -78,4 +100,5 @@ def serve(config: ServeConfig) -> None:
 
     read_bundle(config.index_dir)  # each worker loads it itself; check it once here for a one-line error
     os.environ[CONFIG_ENV] = config.to_json()
+    common["http"] = "faq_search.service.runner:WorkerProtocol"  # a class bound to a guard cannot be pickled
     uvicorn.run("faq_search.service.runner:app_from_env", factory=True, workers=config.workers, **common)
