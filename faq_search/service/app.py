@@ -43,15 +43,16 @@ DESCRIPTION = (
     "Every error is a JSON object whose `error` is one line naming the fix. "
     "With `$FAQ_SEARCH_TOKEN` set, every endpoint needs `Authorization: Bearer <token>` except `/health`, "
     "the search page (`/`, `/static/...`) and these docs (`/docs`, `/redoc`, `/openapi.json`, `/static-docs/...`), "
-    "which hold no FAQ data and stay open. Limits: body 1 MiB, texts 1-2,000 characters with some non-space "
-    "character, 64 texts per request, JSON objects of at most 32 keys nested at most 16 deep; types are strict."
+    "which hold no FAQ data and stay open. Limits: body 1 MiB (`/ask` 32 KiB), texts 1-2,000 characters with "
+    "some non-space character, 64 texts per request, JSON objects of at most 32 keys nested at most 16 deep; "
+    "types are strict."
 )
 ERRORS = {
     400: "The body is not UTF-8 JSON, or its JSON has too many keys or levels.",
     401: "The token is set and the request lacks it.",
     405: "The method is not allowed on this path.",
     408: "The body did not arrive within the timeout.",
-    413: "The body is larger than 1 MiB.",
+    413: "The body is larger than 1 MiB (32 KiB for /ask, 1 KiB for /reload).",
     422: "A field is missing, unknown, of the wrong type or out of range.",
     500: "Reload failed (the old index keeps serving), or an unexpected error.",
     503: "Too many questions waiting (in all, or from this client); retry after `Retry-After` seconds.",

@@ -27,6 +27,10 @@ from faq_search.service.config import TOKEN_ENV
 PUBLIC_PATHS = frozenset({"/", "/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 """Served without the token: the health probe, and the page and API docs, which hold no FAQ data."""
 PUBLIC_PREFIXES = ("/static/", "/static-docs/")
+PATH_BODY_BYTES = {"/ask": 32 << 10, "/reload": 1 << 10}
+"""Tighter body limits where one bounded question is all a body can hold: 2,000 characters at 12 bytes each
+(an escaped character outside the BMP) and the other fields fit in 32 KiB, so larger bodies are refused
+from their ``Content-Length`` before a byte is read."""
 MAX_KEYS = 32  # per JSON object; the API's objects have at most three
 MAX_DEPTH = 16  # nested arrays and objects; the API's bodies have at most two levels
 _THREAD_PARSE_BYTES = 64 << 10  # parse bodies larger than this off the event loop
@@ -70,8 +74,9 @@ class RequestGate:
         if scope.get("method") not in {"POST", "PUT", "PATCH"}:
             await self.app(scope, receive, send)
             return
+        limit = min(self.max_body_bytes, PATH_BODY_BYTES.get(str(scope.get("path", "")), self.max_body_bytes))
         try:
-            body = await self._body(headers, receive)
+            body = await self._body(headers, receive, limit)
         except BodyRefused as exc:
             await send_json(send, exc.status, str(exc))
             return
@@ -88,17 +93,17 @@ class RequestGate:
         what = "a wrong" if given else "no"
         return f"{what} bearer token; send 'Authorization: Bearer <token>' with the server's ${TOKEN_ENV}"
 
-    async def _body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+    async def _body(self, headers: dict[bytes, bytes], receive: Receive, limit: int) -> bytes:
         """The whole body, checked: size, read time, and (for JSON) syntax, keys per object and depth."""
         declared = headers.get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-            raise BodyRefused(413, self._too_large())
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            raise BodyRefused(413, _too_large(limit))
         try:
-            body = await asyncio.wait_for(self._read(receive), self.timeout_s)
+            body = await asyncio.wait_for(self._read(receive, limit), self.timeout_s)
         except TimeoutError:
             raise BodyRefused(408, f"the body did not arrive within {self.timeout_s:g} s; send it at once") from None
         if body is None:
-            raise BodyRefused(413, self._too_large())
+            raise BodyRefused(413, _too_large(limit))
         if headers.get(b"content-type", b"").split(b";")[0].strip().lower() == b"application/json" and body:
             if len(body) > _THREAD_PARSE_BYTES:
                 await asyncio.to_thread(check_json, body)
@@ -138,10 +143,7 @@ class RequestGate:
             if not task.done():
                 task.cancel()
 
-    def _too_large(self) -> str:
-        return f"the body is larger than {self.max_body_bytes} bytes; send fewer or shorter questions"
-
-    async def _read(self, receive: Receive) -> bytes | None:
+    async def _read(self, receive: Receive, limit: int) -> bytes | None:
         """The whole body, or None once it passes the limit."""
         chunks: list[bytes] = []
         size = 0
@@ -151,11 +153,15 @@ class RequestGate:
                 return b"".join(chunks)  # client went away; the app will see the disconnect
             chunk = bytes(message.get("body", b""))
             size += len(chunk)
-            if size > self.max_body_bytes:
+            if size > limit:
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+def _too_large(limit: int) -> str:
+    return f"the body is larger than {limit} bytes; send fewer or shorter questions"
 
 
 def check_json(body: bytes) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from faq_search.service.config import MAX_K, MAX_QUESTION_CHARS, MAX_TEXTS
 
-TEXT_PATTERN = r"[^ \t\n\r\x0b\x0c]"
-"""A text must hold a character other than ASCII white space: the same test in JSON Schema, Python and the server."""
+TEXT_PATTERN = r"[^\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+"""A text must hold a character that is not white space (Python's ``str.isspace``, which the engine strips),
+spelled out so that JSON Schema, Python and the server's validator agree on it."""
 
 Text = Annotated[
     str,
@@ -22,6 +23,18 @@ Text = Annotated[
 ]
 
 
+def _whole_number(value: Any) -> Any:
+    """JSON Schema's integer: ``5`` and ``5.0`` pass, ``"5"``, ``true`` and ``5.5`` do not (no coercion)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be a whole number, not a string, a boolean or a fraction")
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_whole_number), Field(strict=False)]
+
+
 class _Body(BaseModel):
     """Request bodies: unknown fields are refused, and types are strict (no "5" for 5, no false for 0)."""
 
@@ -30,7 +43,7 @@ class _Body(BaseModel):
 
 class AskRequest(_Body):
     question: Text = Field(description="The customer's question.")
-    k: int = Field(5, ge=1, le=MAX_K, description="How many answers to return.")
+    k: Count = Field(5, ge=1, le=MAX_K, description="How many answers to return.")
     min_score: float | None = Field(
         None, allow_inf_nan=False, description="Leave out answers scoring below this (default: the index's threshold)."
     )
@@ -38,7 +51,7 @@ class AskRequest(_Body):
 
 class AskBatchRequest(_Body):
     questions: list[Text] = Field(min_length=1, max_length=MAX_TEXTS)
-    k: int = Field(5, ge=1, le=MAX_K)
+    k: Count = Field(5, ge=1, le=MAX_K)
     min_score: float | None = Field(None, allow_inf_nan=False)
 
 
