@@ -8,8 +8,9 @@ throughput grows with load and the event loop never runs model work.
 Fairness: each client (its address) has its own queue and a round takes one
 job from each waiting client in turn; a job larger than what is left of a
 round is split and its rest waits for the next round, behind the other
-clients. So one client's heavy batches cost everyone else at most about one
-round of waiting, and a client may hold at most ``max_pending // 4`` queued
+clients. Long texts run one per round, apart from short questions. So one
+client's heavy batches cost everyone else at most one long text's round of
+waiting, and a client may hold at most ``max_pending // 4`` queued
 texts before it (alone) gets 503. A job whose request was abandoned (timed
 out, client gone) is dropped before it reaches the model. What it is not: a
 scheduler across processes (each ``--workers`` process batches only its own
@@ -40,6 +41,9 @@ _NO_THRESHOLD = float("-inf")  # the engine returns every top-k match; each requ
 
 CHARS_PER_TEXT = 1024
 """Most characters one text counts for in a round's budget: the encoder's window cuts longer texts."""
+LONG_TEXT = 256
+"""Texts longer than this (characters) run in rounds of their own, one at a time: a round of short
+questions never waits for a long text's full window, and a short question waits for at most one."""
 
 
 @dataclass(eq=False)
@@ -281,19 +285,23 @@ class Batcher:
     def _take(self) -> list[Job]:
         """The next round: one job per client in turn, within ``max_batch`` texts and ``max_batch_chars``.
 
-        A job that does not fit whole is split (at least one text always goes);
-        its rest stays at the head of its client's queue. Clients served move
+        The first client in turn decides the round's kind: a long text (over
+        :data:`LONG_TEXT` characters) makes a round of that one text; a short
+        one a round of short texts only. A job that does not fit whole is split
+        (its rest stays at the head of its client's queue). Clients served move
         to the back of the turn order.
         """
         jobs: list[Job] = []
         texts = chars = 0
+        long_round = len(self._queues[next(iter(self._queues))][0].texts[0]) > LONG_TEXT if self._queues else False
+        budget = CHARS_PER_TEXT if long_round else self.max_batch_chars
         progressed = True
         while progressed and self._queues:
             progressed = False
             for client in list(self._queues):
                 queue = self._queues[client]
                 job = queue[0]
-                fit = _fit(job, self.max_batch - texts, self.max_batch_chars - chars, first=not jobs)
+                fit = _fit(job, self.max_batch - texts, budget - chars, first=not jobs, long_round=long_round)
                 if fit == 0:
                     continue
                 if fit == len(job.texts):
@@ -314,15 +322,15 @@ class Batcher:
         return jobs
 
 
-def _fit(job: Job, room_texts: int, room_chars: int, *, first: bool) -> int:
-    """How many of ``job``'s first texts fit the room left in a round (at least one in an empty round).
+def _fit(job: Job, room_texts: int, room_chars: int, *, first: bool, long_round: bool = False) -> int:
+    """How many of ``job``'s first texts fit the room left in a round of this kind (at least one if it is empty).
 
-    ``_fit(job of texts of 600 characters, 32, 2048, first=False)`` -> 3.
+    ``_fit(job of texts of 200 characters, 32, 2048, first=False)`` -> 10.
     """
     count = used = 0
     for text in job.texts[:room_texts]:
         used += min(len(text), CHARS_PER_TEXT)
-        if used > room_chars:
+        if used > room_chars or (len(text) > LONG_TEXT) != long_round:
             break
         count += 1
     return max(count, 1) if first else count

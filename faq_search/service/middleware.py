@@ -6,9 +6,10 @@ anything expensive happens:
 - a request without the token is refused before its body is read, and every
   new endpoint is protected unless listed in :data:`PUBLIC_PATHS`;
 - the body is read with a size and a time limit, and a JSON body is parsed
-  once here with bounds on its keys per object and its nesting (an object of
-  80,000 unknown keys is refused in milliseconds with a small 400, not
-  validated key by key into a 7 MB error); parse errors name the fix;
+  once here with bounds on its keys per object, its nesting and the length of
+  its strings (an object of 80,000 unknown keys is refused in milliseconds
+  with a small 400, not validated key by key into a 7 MB error; a 1 MB text
+  gets its 422 before FastAPI parses it again); parse errors name the fix;
 - ``HEAD`` on a ``GET`` endpoint is answered as ``GET`` without the body;
 - when the client disconnects before its answer, the request is cancelled,
   so its questions leave the batch queue before they reach the model.
@@ -22,7 +23,7 @@ import secrets
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
-from faq_search.service.config import TOKEN_ENV
+from faq_search.service.config import MAX_QUESTION_CHARS, TOKEN_ENV
 
 PUBLIC_PATHS = frozenset({"/", "/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 """Served without the token: the health probe, and the page and API docs, which hold no FAQ data."""
@@ -165,7 +166,7 @@ def _too_large(limit: int) -> str:
 
 
 def check_json(body: bytes) -> None:
-    """Raise :class:`BodyRefused` (400) unless ``body`` is UTF-8 JSON within :data:`MAX_KEYS` and :data:`MAX_DEPTH`.
+    """Raise :class:`BodyRefused` unless ``body`` is UTF-8 JSON within the key, depth and string bounds.
 
     ``check_json(b'{"question": "hi"}')`` passes; ``check_json(b'{"a": ')`` raises
     "the body is not valid JSON (Expecting value at character 6); ...".
@@ -183,28 +184,42 @@ def check_json(body: bytes) -> None:
         raise BodyRefused(400, f"the body is not valid JSON ({reason}); send a JSON object, see /docs") from None
     except RecursionError:
         raise BodyRefused(400, _too_deep()) from None
-    if _depth(value) > MAX_DEPTH:
-        raise BodyRefused(400, _too_deep())
+    problem = _shape_problem(value)
+    if problem is not None:
+        raise problem
+
+
+def _shape_problem(value: Any) -> BodyRefused | None:
+    """Nesting past :data:`MAX_DEPTH` (400), or a string past :data:`MAX_QUESTION_CHARS` (422), without recursion.
+
+    Found here, on the value just parsed, so an over-long text costs neither a
+    second parse nor a validation: ``{"texts": ["x" * 10**6]}`` -> 422 naming ``texts.0``.
+    """
+    stack: list[tuple[Any, tuple[str, ...]]] = [(value, ())]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if len(item) > MAX_QUESTION_CHARS:
+                name = ".".join(where)[:80] or "the body"
+                return BodyRefused(
+                    422, f"{name} is too long: {len(item)} characters, at most {MAX_QUESTION_CHARS}; shorten it"
+                )
+            continue
+        if len(where) >= MAX_DEPTH and isinstance(item, (dict, list)):
+            return BodyRefused(400, _too_deep())
+        if isinstance(item, dict):
+            for key, child in item.items():
+                stack.append((key, (*where, "<key>")))
+                stack.append((child, (*where, key)))
+        elif isinstance(item, list):
+            stack.extend((child, (*where, str(i))) for i, child in enumerate(item))
+    return None
 
 
 def _bounded_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(pairs) > MAX_KEYS:
         raise BodyRefused(400, f"a JSON object in the body has {len(pairs)} keys, more than {MAX_KEYS}; see /docs")
     return dict(pairs)
-
-
-def _depth(value: Any) -> int:
-    """Nesting depth of parsed JSON, without recursion: ``_depth({"a": [1]})`` -> 2."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
-        deepest = max(deepest, level)
-        if level <= MAX_DEPTH:
-            stack.extend((child, level + 1) for child in children)
-    return deepest
 
 
 def _too_deep() -> str:

@@ -164,7 +164,7 @@ def test_deep_json_and_bad_utf8_get_a_400_naming_the_fix(fake_client: TestClient
 def test_validation_errors_are_small(fake_client: TestClient) -> None:
     long_key = "k" * 100_000
     response = fake_client.post("/ask/batch", json={"questions": ["hi"], long_key: 1})
-    one_line_error(response, 422, "is not a known field")
+    one_line_error(response, 422, "too long")
     assert len(response.content) < 1000
 
 
@@ -194,16 +194,15 @@ def test_work_of_a_client_that_left_never_reaches_the_model(tmp_path: Path) -> N
 
 
 def run_rounds(encoder: SlowEncoder, jobs: list[Job], late: Job, **options: Any) -> tuple[list[Any], int]:
-    """Submit ``jobs`` at once and ``late`` just after; (their outcomes, the encoder call that carried ``late``)."""
+    """Queue ``jobs`` and then ``late`` at once; (their outcomes, the encoder call that carried ``late``)."""
     config = ServeConfig(index_dir=Path("."), **options)
 
     async def scenario() -> list[Any]:
         batcher = Batcher(config)
         batcher.start()
         try:
-            first = [asyncio.ensure_future(batcher.submit(job)) for job in jobs]
-            await asyncio.sleep(0.01)
-            outcomes = await asyncio.gather(*first, batcher.submit(late), return_exceptions=True)
+            queued = [asyncio.ensure_future(batcher.submit(job)) for job in [*jobs, late]]  # in this order
+            outcomes = await asyncio.gather(*queued, return_exceptions=True)
         finally:
             await batcher.stop()
         return list(outcomes)
