@@ -32,6 +32,10 @@ PATH_BODY_BYTES = {"/ask": 32 << 10, "/reload": 1 << 10}
 """Tighter body limits where one bounded question is all a body can hold: 2,000 characters at 12 bytes each
 (an escaped character outside the BMP) and the other fields fit in 32 KiB, so larger bodies are refused
 from their ``Content-Length`` before a byte is read."""
+LARGE_BODY_BYTES = 64 << 10  # bodies above this are read and checked at most LARGE_BODIES_PER_CLIENT at a time
+LARGE_BODIES_PER_CLIENT = 2
+"""A client sending many large bodies at once waits for its own earlier ones: its bodies stay in the
+socket buffers meanwhile, so the server's memory and CPU for them are bounded per client."""
 MAX_KEYS = 32  # per JSON object; the API's objects have at most three
 MAX_DEPTH = 16  # nested arrays and objects; the API's bodies have at most two levels
 _THREAD_PARSE_BYTES = 64 << 10  # parse bodies larger than this off the event loop
@@ -60,6 +64,9 @@ class RequestGate:
         self.max_body_bytes = max_body_bytes
         self.timeout_s = timeout_s
         self.abandoned = 0  # requests cancelled because their client left before the answer
+        self._large: dict[
+            str, tuple[asyncio.Semaphore, int]
+        ] = {}  # by client address: its turns, and who holds or waits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,11 +84,29 @@ class RequestGate:
             return
         limit = min(self.max_body_bytes, PATH_BODY_BYTES.get(str(scope.get("path", "")), self.max_body_bytes))
         try:
-            body = await self._body(headers, receive, limit)
+            body = await self._large_body_turn(scope, headers, receive, limit)
         except BodyRefused as exc:
             await send_json(send, exc.status, str(exc))
             return
         await self._run_until_disconnect(scope, body, receive, send)
+
+    async def _large_body_turn(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive, limit: int) -> bytes:
+        """:meth:`_body`, taking a turn among the client's large bodies (declared large, or chunked)."""
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) <= LARGE_BODY_BYTES:
+            return await self._body(headers, receive, limit)
+        client = str((scope.get("client") or ("",))[0])
+        turn, users = self._large.get(client) or (asyncio.Semaphore(LARGE_BODIES_PER_CLIENT), 0)
+        self._large[client] = (turn, users + 1)
+        try:
+            async with turn:
+                return await self._body(headers, receive, limit)
+        finally:
+            turn, users = self._large[client]
+            if users > 1:
+                self._large[client] = (turn, users - 1)
+            else:
+                del self._large[client]
 
     def _auth_refusal(self, path: str, headers: dict[bytes, bytes]) -> str | None:
         """The 401 message when the token is set and this request lacks it, else None."""

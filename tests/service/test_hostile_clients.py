@@ -294,3 +294,17 @@ def test_parse_errors_say_what_is_wrong(fake_client: TestClient) -> None:
     error = one_line_error(fake_client.post("/ask", content=b'{"question": "hi",}', headers=JSON), 400)
     assert "There was an error parsing the body" not in error["error"]
     assert "character" in error["error"] and "JSON" in error["error"]
+
+
+def test_worker_processes_get_the_guarded_protocol(tmp_path: Path) -> None:
+    from unittest import mock
+
+    from faq_search.service import runner
+    from faq_search.service.connections import GuardedH11Protocol
+
+    config = ServeConfig(index_dir=tmp_path, workers=2, max_connections=7, header_timeout_s=3.0)
+    with mock.patch.dict("os.environ", {"FAQ_SEARCH_SERVE_CONFIG": config.to_json()}):
+        protocol = runner.WorkerProtocol
+    assert issubclass(protocol, GuardedH11Protocol)
+    assert (protocol.guard.max_connections, protocol.guard.header_timeout_s) == (7, 3.0)
+    assert uvicorn_options(config)["timeout_keep_alive"] == config.keep_alive_s
