@@ -9,8 +9,10 @@ as ``faq-search ask --json``). Its parts, one module each:
 - :mod:`~faq_search.service.reload`: the served index and its hot reload;
 - :mod:`~faq_search.service.batching`: concurrent requests share model calls;
 - :mod:`~faq_search.service.schema`: request and response bodies;
-- :mod:`~faq_search.service.middleware`: the token and body limits;
+- :mod:`~faq_search.service.middleware`: the token, body and JSON limits, disconnects;
 - :mod:`~faq_search.service.routes` and :mod:`~faq_search.service.http_errors`;
+- :mod:`~faq_search.service.page` and :mod:`~faq_search.service.docs`: the search page, offline API docs;
+- :mod:`~faq_search.service.connections`: header deadline and connection bound under HTTP;
 - :mod:`~faq_search.service.runner`: :func:`serve` with uvicorn.
 
 This module wires them into one app. What it is not: a load balancer.

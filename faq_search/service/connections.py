@@ -13,6 +13,8 @@ process's file limit, after which no request is answered and every failed
   has waited longest for its headers is closed to make room (a stalled one,
   never one whose request is being answered); only when every connection is
   busy with a request is the new one refused;
+- when a client disconnects before its response, the request's
+  :data:`ON_DISCONNECT` callbacks run, so its queued work is dropped;
 - one log line per kind of event and interval (:class:`EventLog`), and a log
   filter (:class:`RepeatFilter`) that keeps only the first traceback of a
   repeating error per interval.
@@ -32,6 +34,12 @@ from typing import Any, ClassVar
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("faq_search.service.connections")
+
+ON_DISCONNECT = "faq_search.on_disconnect"
+"""ASGI scope key: a list of callables run when the client disconnects before its response is complete
+(the routes put the cancelling of their queued model work there)."""
+CLIENT_GONE = "faq_search.client_gone"
+"""ASGI scope key, set to True when the client disconnected before its response was complete."""
 
 
 class EventLog:
@@ -105,6 +113,11 @@ class GuardedH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.guard.forget(self)
         self._disarm()
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.scope[CLIENT_GONE] = True  # type: ignore[literal-required]
+            for callback in cycle.scope.get(ON_DISCONNECT, ()):  # type: ignore[attr-defined]
+                callback()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:

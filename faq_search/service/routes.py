@@ -22,6 +22,7 @@ from faq_search.errors import FaqSearchError
 from faq_search.index.faq_index import Answer, FaqIndex, Match
 from faq_search.service.batching import Batcher, Job, Kind, Overloaded
 from faq_search.service.config import ServeConfig
+from faq_search.service.connections import CLIENT_GONE, ON_DISCONNECT
 from faq_search.service.http_errors import HttpError
 from faq_search.service.page import ASSET_TYPES, PAGE_HEADERS, asset
 from faq_search.service.reload import IndexHolder, ServedIndex
@@ -48,14 +49,33 @@ def _client(request: Request) -> str:
 
 
 async def _answer(
-    service: Service, kind: Kind, texts: Sequence[str], client: str, k: int = 1
+    service: Service, kind: Kind, texts: Sequence[str], request: Request, k: int = 1
 ) -> tuple[ServedIndex, Any]:
-    """The model's result for ``texts`` on the current index, or the 503/504 that says why not."""
+    """The model's result for ``texts`` on the current index, or the 503/504 that says why not.
+
+    The queued work is cancelled when the client disconnects first (the
+    connection runs the callbacks under :data:`ON_DISCONNECT`), so it never
+    reaches the model.
+    """
+    if request.scope.get(CLIENT_GONE):  # it left while its body was read or checked
+        raise HttpError(499, "the client closed the connection before the answer")
     served = service.holder.current
-    job = Job(index=served.index, kind=kind, texts=tuple(texts), k=k, client=client)
+    job = Job(index=served.index, kind=kind, texts=tuple(texts), k=k, client=_client(request))
+    pending = asyncio.ensure_future(service.batcher.submit(job))
+    left: list[bool] = []
+
+    def client_left() -> None:
+        left.append(True)
+        pending.cancel()
+
+    request.scope.setdefault(ON_DISCONNECT, []).append(client_left)
     timeout = service.config.timeout_s
     try:
-        result = await asyncio.wait_for(service.batcher.submit(job), timeout)
+        result = await asyncio.wait_for(pending, timeout)
+    except asyncio.CancelledError:
+        if left:  # nobody is there to read an answer
+            raise HttpError(499, "the client closed the connection before the answer") from None
+        raise
     except TimeoutError:
         raise HttpError(504, f"no answer within {timeout:g} s; retry, add --workers, or raise --timeout") from None
     except Overloaded as exc:
@@ -100,14 +120,14 @@ def cut_flags(index: FaqIndex, texts: Sequence[str]) -> list[bool]:
 async def ask(body: AskRequest, request: Request) -> Response:
     """Ranked answers to one question (the JSON of `faq-search ask --json`)."""
     text = _question(body.question)
-    served, result = await _answer(_service(request), "ask", [text], _client(request), body.k)
+    served, result = await _answer(_service(request), "ask", [text], request, body.k)
     return _reply(_shape(body.question, result[0], body.k, body.min_score, served), served)
 
 
 async def ask_batch(body: AskBatchRequest, request: Request) -> Response:
     """Ranked answers to several questions, in order; they share model calls with other requests."""
     texts = [_question(q) for q in body.questions]
-    served, result = await _answer(_service(request), "ask", texts, _client(request), body.k)
+    served, result = await _answer(_service(request), "ask", texts, request, body.k)
     results = [_shape(q, m, body.k, body.min_score, served) for q, m in zip(body.questions, result, strict=True)]
     return _reply({"results": results}, served)
 
@@ -119,7 +139,7 @@ async def embed(body: EmbedRequest, request: Request) -> Response:
     window is embedded from its beginning and reported in `truncated`.
     """
     texts = [_question(t) for t in body.texts]
-    served, vectors = await _answer(_service(request), "embed", texts, _client(request))
+    served, vectors = await _answer(_service(request), "embed", texts, request)
     truncated = await asyncio.to_thread(cut_flags, served.index, texts)
     settings = served.index.settings
     content = {
