@@ -17,6 +17,15 @@ per mode, whichever comes first. Only 127.0.0.1 is contacted.
     python benchmarks/bench_serve.py                       # 5000 requests, 32 clients, both modes
     python benchmarks/bench_serve.py --repeat 3 --reload --json out.json
     python benchmarks/bench_serve.py --requests 500 --modes batched
+    python benchmarks/bench_serve.py --hostile             # the probes of issue 14, a normal client meanwhile
+
+``--hostile`` starts one batched server and runs each hostile probe for
+``--probe-seconds`` from 127.0.0.2 (another loopback address, so the server
+sees another client) while ``--normal-clients`` keep asking from 127.0.0.1,
+and reports what the normal clients saw (p50/p99, failures), the server's
+resident memory before and after, and how much its log grew. Probes:
+stalled connections, over-long texts, bodies of 80,000 keys, abandoned
+heavy batches, and one client keeping 17 heavy batches in flight.
 
 The load generator is a minimal asyncio HTTP/1.1 client, so that on a small
 machine (it shares the CPU with the server) the numbers measure the server
@@ -341,6 +350,234 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
         return results
 
 
+# -- hostile mode ---------------------------------------------------------------------
+
+HOSTILE_HOST = "127.0.0.2"  # another loopback address: the server sees the hostile client as a different client
+PROBES = ("stalled", "long-texts", "many-keys", "abandoned", "heavy-batches")
+
+
+def server_rss_mb(pid: int) -> float:
+    """Resident memory of the server process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def raw_post(path: str, port: int, body: bytes, *, wait: bool = True) -> int:
+    """One POST on a new connection from :data:`HOSTILE_HOST`; its status, or 0 when not waited for or failed."""
+    try:
+        reader, writer = await asyncio.open_connection(HOST, port, local_addr=(HOSTILE_HOST, 0))
+    except OSError:
+        return 0
+    try:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        writer.write(head.encode() + body)
+        await writer.drain()
+        if not wait:
+            return 0
+        line = await asyncio.wait_for(reader.readline(), 120)
+        return int(line.split()[1]) if line else 0
+    except (OSError, asyncio.TimeoutError, ValueError, IndexError):
+        return 0
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def probe_stalled(port: int, stop: asyncio.Event, args: argparse.Namespace) -> dict[str, Any]:
+    """Finding 1: sockets that send a request line and a header, then stall."""
+    sockets: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    failed = 0
+    for _ in range(args.stall_sockets):
+        if stop.is_set():
+            break
+        try:
+            reader, writer = await asyncio.open_connection(HOST, port, local_addr=(HOSTILE_HOST, 0))
+            writer.write(b"POST /ask HTTP/1.1\r\nHost: x\r\n")
+            sockets.append((reader, writer))
+        except OSError:
+            failed += 1
+    await stop.wait()
+    closed = sum(1 for reader, writer in sockets if reader.at_eof() or writer.is_closing())
+    for _, writer in sockets:
+        writer.close()
+    return {"sockets": len(sockets), "connect_failed": failed, "closed_by_server": closed}
+
+
+async def loop_requests(make: Any, stop: asyncio.Event, clients: int) -> dict[str, int]:
+    """``clients`` loops of ``await make()`` until ``stop``; counts of the statuses they got."""
+    statuses: dict[str, int] = {}
+
+    async def one() -> None:
+        while not stop.is_set():
+            status = await make()
+            statuses[str(status)] = statuses.get(str(status), 0) + 1
+
+    await asyncio.gather(*(one() for _ in range(clients)))
+    return statuses
+
+
+async def probe_long_texts(port: int, stop: asyncio.Event, args: argparse.Namespace) -> dict[str, Any]:
+    """Finding 2: 32 clients sending /embed with a 1 MB text, and /ask/batch with a 500,000-character question."""
+    embed = json.dumps({"texts": ["refund " * 142_000]}).encode()
+    batch = json.dumps({"questions": ["x" * 500_000]}).encode()
+    flip = [0]
+
+    async def make() -> int:
+        flip[0] += 1
+        return await raw_post("/embed" if flip[0] % 2 else "/ask/batch", port, embed if flip[0] % 2 else batch)
+
+    return await loop_requests(make, stop, 32)
+
+
+async def probe_many_keys(port: int, stop: asyncio.Event, args: argparse.Namespace) -> dict[str, Any]:
+    """Finding 4: two clients sending /ask bodies of 80,000 unknown keys."""
+    body = json.dumps({"question": "refund", **{f"k{i}": 1 for i in range(80_000)}}, separators=(",", ":")).encode()
+    return await loop_requests(lambda: raw_post("/ask", port, body), stop, 2)
+
+
+def heavy_batch(tag: int) -> bytes:
+    """64 questions of 2,000 characters: the most a batch may hold, so the server accepts it."""
+    return json.dumps(
+        {"questions": [(f"heavy {tag} {i} " + "parcel refund " * 143)[:2000] for i in range(64)]}
+    ).encode()
+
+
+async def probe_abandoned(port: int, stop: asyncio.Event, args: argparse.Namespace) -> dict[str, Any]:
+    """Finding 5a: batches of 64 x 2,000 characters whose client closes right after sending them (30 at a time)."""
+    sent = 0
+    while not stop.is_set():
+        await asyncio.gather(*(raw_post("/ask/batch", port, heavy_batch(sent + i), wait=False) for i in range(30)))
+        sent += 30
+        await asyncio.sleep(1.0)
+    return {"abandoned_batches_sent": sent}
+
+
+async def probe_heavy_batches(port: int, stop: asyncio.Event, args: argparse.Namespace) -> dict[str, Any]:
+    """Finding 5b: one client keeping 17 in-limit heavy batches (64 x 2,000 characters) in flight."""
+    counter = [0]
+
+    async def make() -> int:
+        counter[0] += 1
+        return await raw_post("/ask/batch", port, heavy_batch(counter[0]))
+
+    return await loop_requests(make, stop, 17)
+
+
+PROBE_FUNCTIONS = {
+    "stalled": probe_stalled,
+    "long-texts": probe_long_texts,
+    "many-keys": probe_many_keys,
+    "abandoned": probe_abandoned,
+    "heavy-batches": probe_heavy_batches,
+}
+
+
+async def probe_worker(args: argparse.Namespace) -> None:
+    """Run one probe for ``--probe-seconds`` (+1 s of build-up) in this process; print what it saw as JSON.
+
+    A process of its own, so that the hostile client's work never delays the
+    normal client's event loop and its latencies measure the server.
+    """
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(args.probe_seconds + 1.0, stop.set)
+    seen = await PROBE_FUNCTIONS[args.probe_worker](args.port, stop, args)
+    print(json.dumps(seen))
+
+
+async def run_probe(server: Server, name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One hostile probe (in a child process) while a normal client asks; what the normal client saw."""
+    rss_before, log_before = server_rss_mb(server.process.pid), Path(server.log.name).stat().st_size
+    command = [sys.executable, __file__, "--probe-worker", name, "--port", str(server.port)]
+    command += ["--probe-seconds", str(args.probe_seconds), "--stall-sockets", str(args.stall_sockets)]
+    hostile = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    await asyncio.sleep(1.0)  # let the hostile load build up first
+    normal, _ = await run_load(server.port, name, 10**9, args.normal_clients, args.probe_seconds, questions(), args.k)
+    output, _ = await asyncio.wait_for(hostile.communicate(), 300)
+    rss_after = server_rss_mb(server.process.pid)
+    await asyncio.sleep(1.0)
+    server.log.flush()
+    return {
+        "probe": name,
+        "normal_requests": normal.requests,
+        "normal_failed": normal.failed,
+        "normal_statuses": normal.statuses,
+        "p50_ms": round(normal.percentile(0.5), 1),
+        "p99_ms": round(normal.percentile(0.99), 1),
+        "rss_mb_before": round(rss_before, 1),
+        "rss_mb_after": round(rss_after, 1),
+        "log_bytes_added": Path(server.log.name).stat().st_size - log_before,
+        "hostile": json.loads(output or b"{}"),
+    }
+
+
+async def hostile_async(args: argparse.Namespace) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as temp:
+        workdir = Path(temp)
+        index = Path(args.index) if args.index else workdir / "index"
+        if not args.index:
+            build_index(index)
+        server = Server(index, batching=True, log=workdir / "server-hostile.log", extra=args.server_args)
+        rows = []
+        try:
+            await server.wait_ready()
+            await run_load(server.port, "warm-up", 64, 4, 60, questions(), args.k)
+            baseline, _ = await run_load(
+                server.port, "none", 10**9, args.normal_clients, args.probe_seconds, questions(), args.k
+            )
+            rows.append(
+                {
+                    "probe": "none",
+                    "normal_requests": baseline.requests,
+                    "normal_failed": baseline.failed,
+                    "p50_ms": round(baseline.percentile(0.5), 1),
+                    "p99_ms": round(baseline.percentile(0.99), 1),
+                    "rss_mb_before": round(server_rss_mb(server.process.pid), 1),
+                    "rss_mb_after": round(server_rss_mb(server.process.pid), 1),
+                    "log_bytes_added": 0,
+                    "hostile": {},
+                }
+            )
+            for name in [p.strip() for p in args.probes.split(",")]:
+                rows.append(await run_probe(server, name, args))
+                print(f"{name}: {rows[-1]}", file=sys.stderr)
+        finally:
+            server.stop()
+        return rows
+
+
+def report_hostile(rows: list[dict[str, Any]], args: argparse.Namespace) -> bool:
+    """Print the table and the verdict against the targets; True when every probe met them."""
+    print(
+        f"hostile mode: {args.normal_clients} normal clients asking for {args.probe_seconds:g} s during each probe, "
+        f"on {os.cpu_count()} CPUs (targets: p99 <= {args.target_p99_ms:g} ms, 0 failed, "
+        "memory growth <= 200 MB, log growth <= 1 MB)"
+    )
+    print(f"{'probe':<14} {'asked':>6} {'failed':>6} {'p50 ms':>8} {'p99 ms':>8} {'RSS MB':>15} {'log KB':>7}  met")
+    ok_all = True
+    for row in rows:
+        grew = row["rss_mb_after"] - row["rss_mb_before"]
+        ok = (
+            row["normal_failed"] == 0
+            and row["p99_ms"] <= args.target_p99_ms
+            and grew <= 200
+            and row["log_bytes_added"] <= 1 << 20
+        )
+        ok_all &= ok
+        print(
+            f"{row['probe']:<14} {row['normal_requests']:>6} {row['normal_failed']:>6} {row['p50_ms']:>8.1f} "
+            f"{row['p99_ms']:>8.1f} {row['rss_mb_before']:>6.0f}->{row['rss_mb_after']:<6.0f} "
+            f"{row['log_bytes_added'] / 1024:>7.1f}  {'yes' if ok else 'NO'}"
+        )
+        if row["hostile"]:
+            print(f"  hostile client saw: {row['hostile']}")
+    return ok_all
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=5000, help="requests per mode")
@@ -353,8 +590,25 @@ def main() -> None:
     parser.add_argument("--reload-after", type=float, default=10, help="seconds into the load to start the rebuild")
     parser.add_argument("--index", help="serve this bundle instead of one built from data/faq.csv (not with --reload)")
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--hostile", action="store_true", help="run the hostile probes instead of the load test")
+    parser.add_argument("--probes", default=",".join(PROBES), help="hostile probes to run (comma-separated)")
+    parser.add_argument("--probe-seconds", type=float, default=15, help="normal load per hostile probe")
+    parser.add_argument("--normal-clients", type=int, default=4, help="normal clients during each probe")
+    parser.add_argument("--stall-sockets", type=int, default=5000, help="stalled connections in the stalled probe")
+    parser.add_argument("--target-p99-ms", type=float, default=250, help="p99 target for the normal client")
+    parser.add_argument("--probe-worker", choices=PROBES, help=argparse.SUPPRESS)  # a probe's own process
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("server_args", nargs="*", help="extra `faq-search serve` options, after --")
     args = parser.parse_args()
+    if args.probe_worker:
+        asyncio.run(probe_worker(args))
+        return
+    if args.hostile:
+        rows = asyncio.run(hostile_async(args))
+        met = report_hostile(rows, args)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+        sys.exit(0 if met else 1)
     if args.requests < 1 or args.clients < 1 or args.repeat < 1:
         parser.error("--requests, --clients and --repeat must be at least 1")
     if args.reload and args.index:

@@ -1,1 +1,1 @@
-"""service"""
+"""The HTTP service behind ``faq-search serve``; start at :mod:`faq_search.service.app`."""

@@ -32,7 +32,8 @@ from faq_search.cli import app as cli_app
 from faq_search.corpus import FaqEntry, read_faq
 from faq_search.errors import InputError
 from faq_search.index.faq_index import FaqIndex, Match
-from faq_search.service.app import TOKEN_ENV, Job, ServeConfig, app_from_env, create_app, run_jobs
+from faq_search.service.app import TOKEN_ENV, ServeConfig, app_from_env, create_app
+from faq_search.service.batching import Job, run_jobs
 from tests.conftest import DATA, FakeEncoder
 
 pytestmark = pytest.mark.model
@@ -367,7 +368,7 @@ def test_a_request_in_flight_finishes_on_the_index_it_started_with(tmp_path: Pat
         in_flight = pool.submit(client.post, "/ask", json={"question": "do you sell bicycles", "k": 1})
         time.sleep(0.1)  # the request is in the model now
         FaqIndex.build([*read_faq(DATA / "faq.csv"), BIKES], encoder=encoder).save(tmp_path / "fake-index")
-        reloaded = client.post("/reload")
+        reloaded = client.post("/reload", json={})
         old = in_flight.result(timeout=30)
         new = client.post("/ask", json={"question": "do you sell bicycles", "k": 1})
     assert reloaded.status_code == 200 and reloaded.json()["generation"] == 2
@@ -378,10 +379,10 @@ def test_a_request_in_flight_finishes_on_the_index_it_started_with(tmp_path: Pat
 
 def test_a_broken_bundle_is_reported_and_the_old_one_keeps_serving(own_bundle: Path, real_encoder: Any) -> None:
     with serving(own_bundle, real_encoder, watch_s=0.1) as client:
-        assert client.post("/reload").json()["generation"] == 2
+        assert client.post("/reload", json={}).json()["generation"] == 2
         with open(own_bundle / "vectors.faiss", "r+b") as handle:  # damage it in place: checksums no longer match
             handle.write(b"garbage")
-        one_line_error(client.post("/reload"), 500, "reload failed", "still serving generation 2", "corrupt")
+        one_line_error(client.post("/reload", json={}), 500, "reload failed", "still serving generation 2", "corrupt")
         assert client.post("/ask", json={"question": PARCEL}).status_code == 200
         assert "corrupt" in client.get("/index").json()["last_reload_error"]
         # a bundle built by another encoder: the loaded one cannot be reused, and 'fake' is no model on this machine
@@ -402,7 +403,7 @@ def test_a_bundle_with_other_encoder_settings_loads_its_own_encoder(own_bundle: 
     with serving(own_bundle, real_encoder) as client:
         other = BertEncoder(EncoderSettings(layer="-1", precision="fp32"))
         FaqIndex.build(read_faq(DATA / "faq.csv"), encoder=other).save(own_bundle)
-        summary = client.post("/reload").json()
+        summary = client.post("/reload", json={}).json()
         assert summary["generation"] == 2 and summary["settings"]["layer"] == "-1"
         holder = client.app.state.holder  # type: ignore[attr-defined]
         assert holder.current.index.encoder is not real_encoder

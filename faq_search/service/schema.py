@@ -1,0 +1,105 @@
+"""The HTTP API's request and response bodies, as pydantic models (what ``/openapi.json`` publishes)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from faq_search.service.config import MAX_K, MAX_QUESTION_CHARS, MAX_TEXTS
+
+TEXT_PATTERN = r"[^\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+"""A text must hold a character that is not white space (Python's ``str.isspace``, which the engine strips),
+spelled out so that JSON Schema, Python and the server's validator agree on it."""
+
+Text = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_QUESTION_CHARS,
+        pattern=TEXT_PATTERN,
+        description=f"1 to {MAX_QUESTION_CHARS} characters, not only white space.",
+    ),
+]
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON Schema's integer: ``5`` and ``5.0`` pass, ``"5"``, ``true`` and ``5.5`` do not (no coercion)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be a whole number, not a string, a boolean or a fraction")
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_whole_number), Field(strict=False)]
+
+
+class _Body(BaseModel):
+    """Request bodies: unknown fields are refused, and types are strict (no "5" for 5, no false for 0)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class AskRequest(_Body):
+    question: Text = Field(description="The customer's question.")
+    k: Count = Field(5, ge=1, le=MAX_K, description="How many answers to return.")
+    min_score: float | None = Field(
+        None, allow_inf_nan=False, description="Leave out answers scoring below this (default: the index's threshold)."
+    )
+
+
+class AskBatchRequest(_Body):
+    questions: list[Text] = Field(min_length=1, max_length=MAX_TEXTS)
+    k: Count = Field(5, ge=1, le=MAX_K)
+    min_score: float | None = Field(None, allow_inf_nan=False)
+
+
+class EmbedRequest(_Body):
+    texts: list[Text] = Field(min_length=1, max_length=MAX_TEXTS)
+
+
+class ReloadRequest(_Body):
+    """An empty JSON object: requiring JSON keeps a cross-site form post from triggering a reload."""
+
+
+class MatchOut(BaseModel):
+    """``Match.to_dict()``: ``score`` ranks (cosine, plus BM25 evidence when the index fuses it)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    rank: int
+    score: float
+    cosine: float | None = None
+    lexical: float | None = None
+    field: str
+    id: str
+    question: str | None
+    answer: str
+    metadata: dict[str, Any]
+
+
+class AskResponse(BaseModel):
+    question: str
+    answered: bool
+    min_score: float | None
+    matches: list[MatchOut]
+
+
+class AskBatchResponse(BaseModel):
+    results: list[AskResponse]
+
+
+class EmbedResponse(BaseModel):
+    model: str
+    layer: str
+    pooling: str
+    dimension: int
+    vectors: list[list[float]]
+    truncated: list[bool] = Field(
+        description="Per text: longer than the model's window, so only its beginning was embedded (as `embed` does)."
+    )
+
+
+class ErrorResponse(BaseModel):
+    error: str
