@@ -96,10 +96,10 @@ def test_hybrid_settings_are_stored_and_used_after_load(tmp_path: Path) -> None:
     index = FaqIndex.build(ENTRIES, encoder=FakeEncoder(), hybrid=HybridSettings(weight=0.75))
     index.save(tmp_path / "idx")
     loaded = FaqIndex.load(tmp_path / "idx", encoder=FakeEncoder())
-    assert loaded.manifest.hybrid is not None and loaded.manifest.hybrid["weight"] == 0.75
+    assert loaded.manifest.to_dict()["hybrid"] is not None and loaded.hybrid.weight == 0.75
     assert [m.to_dict() for m in loaded.ask("zebra umbrella")] == [m.to_dict() for m in index.ask("zebra umbrella")]
     dense_only = FaqIndex.build(ENTRIES, encoder=FakeEncoder(), hybrid=HybridSettings(weight=0))
-    assert dense_only.manifest.hybrid is None
+    assert dense_only.manifest.to_dict()["hybrid"] is None and not dense_only.hybrid.enabled
     assert all(m.lexical is None and m.score == m.cosine for m in dense_only.ask("zebra umbrella"))
 
 
