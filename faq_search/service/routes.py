@@ -17,7 +17,6 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from faq_search.encoding.windows import piece_counts, special_tokens
 from faq_search.errors import FaqSearchError
 from faq_search.index.faq_index import Answer, FaqIndex, Match
 from faq_search.service.batching import Batcher, Job, Kind, Overloaded
@@ -103,17 +102,17 @@ def cut_flags(index: FaqIndex, texts: Sequence[str]) -> list[bool]:
     """Per text: longer than the encoder's window, so the model sees only its beginning.
 
     A word piece covers at least one character, so only texts longer than the
-    window in characters are tokenized. Encoders without a tokenizer report no cuts.
+    window in characters are measured. Encoders that take texts whole
+    (``windows`` is None) report no cuts.
     """
     window = index.settings.max_seq_len
     long = [i for i, text in enumerate(texts) if len(text) > window - 2]
     flags = [False] * len(texts)
-    tokenizer = getattr(index.encoder, "window_tokenizer", None)
-    if not long or tokenizer is None:
+    windows = index.encoder.windows
+    if not long or windows is None:
         return flags
-    budget = window - special_tokens(tokenizer)
-    for i, count in zip(long, piece_counts(tokenizer, [texts[i] for i in long]), strict=True):
-        flags[i] = count > budget
+    for i, pieces in zip(long, windows.split([texts[i] for i in long], window), strict=True):
+        flags[i] = len(pieces) > 1
     return flags
 
 
