@@ -299,3 +299,22 @@ def test_the_real_training_runs_end_to_end_through_the_cli(tmp_path: Path, sampl
     matches = loaded.ask("How can I cancel my order?", k=3)
     assert matches and matches[0].entry.id == "orders-03"
     assert loaded.is_adapted == report["kept"]
+
+
+@pytest.mark.model
+def test_gradient_caching_gives_the_one_graph_gradients(sample_faq: Path) -> None:
+    encoder = BertEncoder(EncoderSettings(precision="fp32"))
+    encoder.model.eval()  # no dropout: both ways see the same network
+    for parameter in encoder.model.parameters():
+        parameter.requires_grad_(True)
+    batch = training_pairs(read_faq(sample_faq))[:6]
+    settings = AdaptSettings(micro_batch=4)  # 6 texts: chunks of 4 and 2
+    adapt_module._loss(encoder, batch, settings).backward()
+    whole = {name: p.grad.clone() for name, p in encoder.model.named_parameters() if p.grad is not None}
+    encoder.model.zero_grad(set_to_none=True)
+    loss = adapt_module._backward(encoder, batch, settings)
+    assert loss == pytest.approx(float(adapt_module._loss(encoder, batch, settings).detach()), rel=1e-5)
+    chunked = {name: p.grad for name, p in encoder.model.named_parameters() if p.grad is not None}
+    assert whole.keys() == chunked.keys() and len(whole) > 10
+    for name, grad in whole.items():
+        torch.testing.assert_close(chunked[name], grad, rtol=1e-3, atol=1e-6, msg=name)
