@@ -115,27 +115,32 @@ class AdaptReport:
     """What adaptation did. ``kept`` says whether the adapted weights won.
 
     ``before``/``after`` are the held-out MRR@10 of the served ranking (pooled
-    over the folds when ``folds > 1``), ``gain`` the mean paired difference;
-    each ``*_error`` is a standard error over the held-out questions.
+    over the folds when ``folds > 1``); ``gain`` is their difference, the mean
+    paired (per-question) gain. Each ``*_error`` is a standard error over the
+    held-out questions. The guard's fields come last, with defaults, so callers
+    written before them still construct a report.
     """
 
     pairs: int
     held_out_questions: int
-    folds: int
     steps: int
     seconds: float
     before: float
-    before_error: float
     after: float
-    after_error: float
-    gain: float
-    gain_error: float
     kept: bool
     stopped: str  # "schedule" (all planned steps) or "time budget"
     peak_memory_mb: float
+    folds: int = 1
+    before_error: float = 0.0
+    after_error: float = 0.0
+    gain_error: float = 0.0
+
+    @property
+    def gain(self) -> float:
+        return self.after - self.before
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "gain": self.gain}
 
 
 @dataclass(frozen=True)
@@ -233,7 +238,6 @@ def _report(result: GuardResult, pairs: int, trainer: _Trainer, seconds: float) 
         before_error=result.before_error,
         after=result.after,
         after_error=result.after_error,
-        gain=result.gain,
         gain_error=result.gain_error,
         kept=result.improved,
         stopped="time budget" if trainer.out_of_time else "schedule",

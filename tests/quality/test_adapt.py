@@ -146,7 +146,7 @@ def test_the_guard_keeps_the_base_weights_when_training_hurts(sample_faq: Path) 
     before = _state(encoder)
     probe = encoder.encode(["where is my parcel"])
     # A learning rate this large wrecks the model within a step or two: the guard must refuse it.
-    wrecking = AdaptSettings(max_pairs=16, batch_size=8, learning_rate=0.5, held_out=0.25, seed=1)
+    wrecking = AdaptSettings(max_pairs=16, batch_size=8, learning_rate=0.5, max_steps=3, seed=1)
     report = adapt(encoder, read_faq(sample_faq), wrecking)
     assert report.steps >= 1 and report.folds == 2 and report.held_out_questions == 48
     assert report.kept is False and report.gain <= report.gain_error
@@ -194,7 +194,7 @@ def _fake_adapt(encoder: BertEncoder, *args: object, **kwargs: object) -> AdaptR
                 parameter.mul_(1.05)
     return AdaptReport(
         pairs=3, held_out_questions=1, folds=1, steps=1, seconds=0.1, before=0.5, before_error=0.1, after=0.75,
-        after_error=0.1, gain=0.25, gain_error=0.05, kept=True, stopped="schedule", peak_memory_mb=1.0,
+        after_error=0.1, gain_error=0.05, kept=True, stopped="schedule", peak_memory_mb=1.0,
     )  # fmt: skip
 
 
