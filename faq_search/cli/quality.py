@@ -143,12 +143,17 @@ def adapt(
         int | None,
         typer.Option(
             min=1,
-            help="Passes over the training pairs (early stopping may end sooner). "
+            help="Passes over the training pairs. "
             "Default: one pass, or as many (at most 50) as make about 90 training steps.",
         ),
     ] = None,
     max_pairs: Annotated[int | None, typer.Option(min=4, help="Train on at most this many pairs (sampled).")] = None,
-    time_budget: Annotated[float | None, typer.Option(min=1, help="Stop training after this many seconds.")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(min=1, help="At most this many training steps per training run.")
+    ] = None,
+    time_budget: Annotated[
+        float | None, typer.Option(min=1, help="Stop training after this many seconds (all runs together).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same adapted encoder.")] = 0,
     queries: Annotated[
         Path | None, typer.Option(help="Labelled queries (eval layout) to train on as well; a slice is held out.")
@@ -176,7 +181,9 @@ def adapt(
         built, report = adapt_index(
             entries,
             settings=EncoderSettings(model=model, layer=layer, pooling=pooling),
-            adapt_settings=AdaptSettings(epochs=epochs, max_pairs=max_pairs, time_budget=time_budget, seed=seed),
+            adapt_settings=AdaptSettings(
+                epochs=epochs, max_pairs=max_pairs, max_steps=max_steps, time_budget=time_budget, seed=seed
+            ),
             queries=labelled,
             hybrid=HybridSettings(weight=hybrid_weight),
             source=file.name,
@@ -187,3 +194,9 @@ def adapt(
         typer.echo(json.dumps({"index": str(out), **report.to_dict()}, indent=2))
     else:
         typer.echo(render.adapt_line(report, out))
+        typer.echo(
+            f"Guard ({report.held_out_questions} held-out questions, {report.folds} fold(s), served ranking): "
+            f"MRR@10 {report.before:.3f} ± {report.before_error:.3f} -> {report.after:.3f} ± {report.after_error:.3f}; "
+            f"gain {report.gain:+.3f} ± {report.gain_error:.3f} (kept only when larger than its standard error); "
+            f"peak memory {report.peak_memory_mb:.0f} MiB"
+        )

@@ -6,10 +6,33 @@ or paraphrase of an answer is one pair), optionally plus labelled queries.
 Pairs that share a question or an answer are never used as each other's
 negatives.
 
-Guarded: a held-out slice of the FAQ's questions (and of the labelled queries,
-if given) is scored before and after, answer retrieval only, so a held-out
-question never finds itself. Training stops early when that score stops
-rising, and the adapted weights are kept only when they beat the base model.
+Guarded (:mod:`faq_search.quality.adapt_guard`): held-out questions are asked
+of the served ranking (an index with the command's fields and fusion) before
+and after training, and the adapted weights are kept only when the paired gain
+in MRR@10 is larger than its standard error.
+
+Which questions are held out, and what is kept (see
+:func:`~faq_search.quality.adapt_guard.held_out_folds`):
+
+- FAQs with enough questions (a slice of max(50, 10%) is at most a quarter of
+  them, i.e. 200 or more): one slice is held out, the encoder is trained once
+  on the other pairs, and that encoder (which never saw the slice) is the one
+  kept or refused. One training: affordable at any size.
+- Smaller FAQs: a slice of 50 would take too much of the training data, and a
+  10% slice (5-19 questions) is too small to tell a gain from noise. The
+  questions are split into 2 folds; for each fold the base encoder is trained
+  on the other fold's pairs and scored on it, so every question is held out
+  once and the pooled slice is the whole FAQ. That estimates what *this
+  training procedure* gains on questions it has not seen (cross-validation);
+  the encoder then kept is trained the same way on all pairs, which is what
+  the estimate is about. Small FAQs train fast, so 3 trainings (folds +
+  final) stay affordable; more folds would be closer to the final training
+  set but cost more, and training on half the questions makes the estimate,
+  if anything, pessimistic.
+
+The guard is measured once, after training (no early stopping on the slice):
+choosing a checkpoint on the slice and then judging it on the same slice
+would flatter the adapted encoder.
 
 What it is not: a general fine-tuning tool. It trains one encoder for one
 FAQ, with fixed, conservative hyper-parameters, on the CPU.
@@ -18,7 +41,6 @@ FAQ, with fixed, conservative hyper-parameters, on the CPU.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,12 +53,18 @@ from faq_search.corpus import FaqEntry
 from faq_search.encoding.settings import ADAPTED_MODEL, ENCODER_DIR, EncoderSettings, Fields
 from faq_search.errors import InputError, ModelError
 from faq_search.index.lexical import HybridSettings
-from faq_search.quality.metrics import mean_and_error, reciprocal_ranks, relevance_matrix
+from faq_search.quality.adapt_guard import (
+    GuardResult,
+    guard_result,
+    held_out_folds,
+    held_out_queries,
+    served_reciprocal_ranks,
+    without_questions,
+)
+from faq_search.quality.adapt_train import Progress, Trainer, release_freed_memory, rss_mb
 from faq_search.quality.queries import LabelledQuery
 
 if TYPE_CHECKING:
-    import torch
-
     from faq_search.encoding.encoder import BertEncoder
     from faq_search.index.faq_index import FaqIndex
 
@@ -47,47 +75,67 @@ class AdaptSettings:
 
     epochs: int | None = None  # None: one pass, or about ``min_steps`` steps if that is more (<= max_auto_epochs)
     max_pairs: int | None = None
-    time_budget: float | None = None  # seconds of training, then stop
+    max_steps: int | None = None  # cap on the steps of each training run
+    time_budget: float | None = None  # seconds of training in all, shared by the runs
     seed: int = 0
     batch_size: int = 32
+    micro_batch: int | None = None  # texts per autograd graph (gradient caching, ~3x the CPU); None: whole batch
     learning_rate: float = 5e-5
     scale: float = 20.0  # cosine -> logits
-    held_out: float = 0.1  # share of the distinct questions kept for the guard
-    guard_answers: int = 300  # the guard ranks against the held-out answers and at most this many others
+    held_out: float = 0.1  # share of the distinct questions held out (at least min_held_out) ...
+    min_held_out: int = 50  # ... unless that takes more than a quarter of them: then k-fold over all questions
+    folds: int = 2
     max_question_tokens: int = 64
     max_answer_tokens: int = 128
     min_steps: int = 90  # FAQs of a few hundred pairs need several passes to move the encoder at this rate
     max_auto_epochs: int = 50
-    evaluations: int = 8  # guard checks over the run (early stopping)
-    patience: int = 3  # checks in a row more than a standard error below the best score before stopping
 
     def __post_init__(self) -> None:
         if (self.epochs is not None and self.epochs < 1) or self.batch_size < 2:
             raise InputError("adapt needs at least 1 epoch and a batch size of at least 2")
         if self.max_pairs is not None and self.max_pairs < 4:
             raise InputError("--max-pairs must be at least 4")
+        if self.micro_batch is not None and self.micro_batch < 1:
+            raise InputError("the micro-batch needs at least 1 text")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise InputError("--max-steps must be at least 1")
         if not 0.0 < self.held_out < 0.5:
             raise InputError("the held-out share must be between 0 and 0.5")
-        if self.guard_answers < 1:
-            raise InputError("the guard needs at least 1 other answer to rank against")
+        if self.folds < 2 or self.min_held_out < 1:
+            raise InputError("the guard needs at least 2 folds and a held-out slice of at least 1 question")
 
 
 @dataclass(frozen=True)
 class AdaptReport:
-    """What adaptation did. ``kept`` says whether the adapted weights won."""
+    """What adaptation did. ``kept`` says whether the adapted weights won.
+
+    ``before``/``after`` are the held-out MRR@10 of the served ranking (pooled
+    over the folds when ``folds > 1``); ``gain`` is their difference, the mean
+    paired (per-question) gain. Each ``*_error`` is a standard error over the
+    held-out questions. The guard's fields come last, with defaults, so callers
+    written before them still construct a report.
+    """
 
     pairs: int
     held_out_questions: int
     steps: int
     seconds: float
-    before: float  # held-out MRR@10, base encoder
-    after: float  # held-out MRR@10, best adapted checkpoint
+    before: float
+    after: float
     kept: bool
-    stopped: str  # "epochs", "early stop", "time budget"
+    stopped: str  # "schedule" (all planned steps) or "time budget"
     peak_memory_mb: float
+    folds: int = 1
+    before_error: float = 0.0
+    after_error: float = 0.0
+    gain_error: float = 0.0
+
+    @property
+    def gain(self) -> float:
+        return self.after - self.before
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "gain": self.gain}
 
 
 @dataclass(frozen=True)
@@ -121,201 +169,75 @@ def checked_pairs(entries: Sequence[FaqEntry], queries: Sequence[LabelledQuery] 
     return pairs
 
 
-def _split_held_out(
-    pairs: Sequence[_Pair], settings: AdaptSettings, rng: np.random.Generator
-) -> tuple[list[_Pair], set[str]]:
-    """The training pairs (at most ``max_pairs``, sampled) and the held-out questions (a ``held_out`` share)."""
-    questions = sorted({p.question for p in pairs})
-    held_count = max(1, round(len(questions) * settings.held_out)) if len(questions) >= 4 else 0
-    if held_count == 0:
-        raise InputError(
-            f"adaptation needs at least 4 distinct questions to hold some out; the FAQ has {len(questions)}"
-        )
-    held = set(rng.permutation(questions)[:held_count].tolist())
-    train = [p for p in pairs if p.question not in held]
-    if settings.max_pairs is not None and len(train) > settings.max_pairs:
-        train = [train[i] for i in sorted(rng.permutation(len(train))[: settings.max_pairs])]
-    return train, held
-
-
-def _schedule(train_pairs: int, settings: AdaptSettings) -> tuple[int, int]:
-    """Total training steps and the passes they take: ``epochs`` passes, else one pass or about ``min_steps``.
-
-    Example: 40 pairs in batches of 32 are 2 steps a pass; by default 90 steps -> (90, 45).
-    """
-    batches_per_epoch = math.ceil(train_pairs / settings.batch_size)
-    if settings.epochs is not None:
-        total = batches_per_epoch * settings.epochs
-    else:  # one pass, or about min_steps steps for a small FAQ (at most max_auto_epochs passes)
-        total = min(max(batches_per_epoch, settings.min_steps), batches_per_epoch * settings.max_auto_epochs)
-    return total, math.ceil(total / batches_per_epoch)
-
-
 def adapt(
     encoder: BertEncoder,
     entries: Sequence[FaqEntry],
     settings: AdaptSettings | None = None,
     *,
     queries: Sequence[LabelledQuery] = (),
-    on_progress: Callable[[int, int, float], None] | None = None,
+    fields: Fields | str = Fields.QUESTION_ANSWER,
+    hybrid: HybridSettings | None = None,
+    on_progress: Progress | None = None,
 ) -> AdaptReport:
-    """Train ``encoder.model`` in place on the FAQ's pairs; restore the base weights unless they were beaten."""
-    import torch
+    """Train ``encoder.model`` in place on the FAQ's pairs; restore the base weights unless the guard keeps them.
 
+    ``fields`` and ``hybrid`` must be those the FAQ will be indexed with: the
+    guard scores that ranking.
+    """
     settings = settings or AdaptSettings()
     pairs = checked_pairs(entries, queries)
     rng = np.random.default_rng(settings.seed)
-    train, held = _split_held_out(pairs, settings, rng)
-    held_count = len(held)
-    guard_rng = np.random.default_rng((settings.seed, 1))  # its own stream: the training order stays as it was
-    guard = HeldOutScorer(encoder, entries, [p for p in pairs if p.question in held], settings.guard_answers, guard_rng)
-
+    questions = sorted({p.question for p in pairs})
+    if len(questions) < 4:
+        raise InputError(
+            f"adaptation needs at least 4 distinct questions to hold some out; the FAQ has {len(questions)}"
+        )
+    folds = held_out_folds(questions, settings.held_out, settings.min_held_out, settings.folds, rng)
+    runs = len(folds) + (1 if len(folds) > 1 else 0)
+    budget = None if settings.time_budget is None else settings.time_budget / runs
     model = encoder.model
     base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    before = guard.score()
-    best, best_error, kept_score, best_state = before, 0.0, before, None
-    torch.manual_seed(settings.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=0.01)
-    total, epochs = _schedule(len(train), settings)
-    warmup = max(1, total // 10)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup)))
-    )
-    check_every = max(1, math.ceil(total / settings.evaluations))
+    trainer = Trainer(encoder, settings, rng, budget, on_progress)
     started = time.perf_counter()
-    steps, stopped, stale = 0, "epochs", 0
-    peak = _rss_mb()
-    try:
-        for _epoch in range(epochs):
-            order = rng.permutation(len(train))
-            for start in range(0, len(order), settings.batch_size):
-                if steps >= total:
-                    break
-                batch = [train[i] for i in order[start : start + settings.batch_size]]
-                if len(batch) < 2:
-                    continue
-                model.train()
-                loss = _loss(encoder, batch, settings)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                steps += 1
-                peak = max(peak, _rss_mb())
-                if on_progress:
-                    on_progress(steps, total, float(loss.detach()))
-                if steps % check_every == 0 or steps == total:
-                    model.eval()
-                    score, error = guard.measure()
-                    # Within one standard error of the best score is as good as the best (the guard slice is
-                    # small and noisy): keep the longer-trained weights. Only a clear drop counts towards stopping.
-                    if score > before and score >= best - best_error:
-                        if score > best:
-                            best, best_error = score, error
-                        kept_score, stale = score, 0
-                        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                    else:
-                        stale += 1
-                    if stale >= settings.patience and steps < total:
-                        stopped = "early stop"
-                        break
-                if settings.time_budget is not None and time.perf_counter() - started > settings.time_budget:
-                    stopped = "time budget"
-                    break
-            if stopped != "epochs":
-                break
-    finally:
-        model.eval()
-    kept = best_state is not None and kept_score > before
-    model.load_state_dict(best_state if kept and best_state is not None else base_state)
+    before, after, used = [], [], 0
+    for held in folds:
+        model.load_state_dict(base_state)
+        asked = held_out_queries(entries, pairs, held)
+        served = without_questions(entries, held)
+        before.append(served_reciprocal_ranks(encoder, served, asked, fields, hybrid))
+        release_freed_memory()  # the guard's index is gone: its pages go back before training
+        held_set = set(held)
+        train = trainer.sample([p for p in pairs if p.question not in held_set])
+        used = len(train)
+        trainer.run(train)
+        after.append(served_reciprocal_ranks(encoder, served, asked, fields, hybrid))
+    result = guard_result(np.concatenate(before), np.concatenate(after), len(folds))
+    if len(folds) > 1 and result.improved:  # cross-validated: the kept encoder is trained the same way on all pairs
+        model.load_state_dict(base_state)
+        train = trainer.sample(pairs)
+        used = len(train)
+        trainer.run(train)
+    if not result.improved:
+        model.load_state_dict(base_state)
+    return _report(result, used, trainer, time.perf_counter() - started)
+
+
+def _report(result: GuardResult, pairs: int, trainer: Trainer, seconds: float) -> AdaptReport:
     return AdaptReport(
-        pairs=len(train),
-        held_out_questions=held_count,
-        steps=steps,
-        seconds=time.perf_counter() - started,
-        before=before,
-        after=kept_score,
-        kept=kept,
-        stopped=stopped,
-        peak_memory_mb=peak,
+        pairs=pairs,
+        held_out_questions=result.questions,
+        folds=result.folds,
+        steps=trainer.steps,
+        seconds=seconds,
+        before=result.before,
+        before_error=result.before_error,
+        after=result.after,
+        after_error=result.after_error,
+        gain_error=result.gain_error,
+        kept=result.improved,
+        stopped="time budget" if trainer.out_of_time else "schedule",
+        peak_memory_mb=rss_mb(),
     )
-
-
-def _embed(encoder: BertEncoder, texts: Sequence[str], max_tokens: int) -> torch.Tensor:
-    """Pooled, normalised vectors with gradients, at the encoder's layer and pooling."""
-    from faq_search.encoding.pooling import sentence_vectors
-
-    with encoder.tokenizer_session() as tokenizer:
-        encoded = tokenizer(
-            list(texts), truncation=True, max_length=max_tokens, padding=True, return_tensors="pt",
-            return_special_tokens_mask=not encoder.settings.include_special, return_token_type_ids=False,
-        )  # fmt: skip
-    mask = encoded["attention_mask"]
-    with encoder.autocast():
-        states = encoder.model(
-            input_ids=encoded["input_ids"], attention_mask=mask, output_hidden_states=True
-        ).hidden_states
-    if not encoder.settings.include_special:
-        mask = mask * (1 - encoded["special_tokens_mask"])
-    return sentence_vectors(states, encoder.layer_indices, mask, encoder.settings.pooling, encoder.combine)
-
-
-def _loss(encoder: BertEncoder, batch: Sequence[_Pair], settings: AdaptSettings) -> torch.Tensor:
-    """In-batch negatives, symmetric; pairs sharing a question or an answer are not negatives."""
-    import torch
-
-    questions = _embed(encoder, [p.question for p in batch], settings.max_question_tokens)
-    answers = _embed(encoder, [p.answer for p in batch], settings.max_answer_tokens)
-    logits = settings.scale * questions @ answers.T
-    same = torch.tensor(
-        [[a.question == b.question or a.answer == b.answer for b in batch] for a in batch], dtype=torch.bool
-    )
-    logits = logits.masked_fill(same & ~torch.eye(len(batch), dtype=torch.bool), float("-inf"))
-    labels = torch.arange(len(batch))
-    return (torch.nn.functional.cross_entropy(logits, labels) + torch.nn.functional.cross_entropy(logits.T, labels)) / 2
-
-
-class HeldOutScorer:
-    """Held-out questions retrieving their answers (answers only): MRR@10.
-
-    The candidates are the held-out questions' answers and at most ``others``
-    other answers of the FAQ, drawn once: each check re-embeds them, which
-    would otherwise dominate the time of adapting a large FAQ.
-    """
-
-    def __init__(
-        self,
-        encoder: BertEncoder,
-        entries: Sequence[FaqEntry],
-        held: Sequence[_Pair],
-        others: int,
-        rng: np.random.Generator,
-    ) -> None:
-        self.encoder = encoder
-        answers = list(dict.fromkeys(e.answer for e in entries))
-        wanted = {pair.answer for pair in held}
-        rest = [i for i, answer in enumerate(answers) if answer not in wanted]
-        if len(rest) > others:
-            dropped = set(rng.permutation(rest)[others:].tolist())
-            answers = [a for i, a in enumerate(answers) if i not in dropped]
-        self.answers = answers
-        index = {a: i for i, a in enumerate(self.answers)}
-        relevant: dict[str, set[int]] = {}
-        for pair in held:
-            relevant.setdefault(pair.question, set()).add(index[pair.answer])
-        self.questions = sorted(relevant)
-        self.relevant = [relevant[q] for q in self.questions]
-
-    def score(self) -> float:
-        return self.measure()[0]
-
-    def measure(self) -> tuple[float, float]:
-        """MRR@10 of the held-out questions and its standard error."""
-        answers = self.encoder.encode(self.answers)
-        questions = self.encoder.encode(self.questions)
-        relevant = relevance_matrix(self.relevant, len(self.answers))
-        return mean_and_error(reciprocal_ranks(questions @ answers.T, relevant))
 
 
 def save_encoder(encoder: BertEncoder, directory: Path) -> Path:
@@ -337,13 +259,6 @@ def save_encoder(encoder: BertEncoder, directory: Path) -> Path:
     full.save_pretrained(directory, safe_serialization=True)
     encoder.tokenizer.save_pretrained(directory)
     return directory
-
-
-def _rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def adapt_index(
@@ -373,7 +288,9 @@ def adapt_index(
     adapt_settings = adapt_settings or AdaptSettings()
     checked_pairs(entries, queries)  # before loading the model
     encoder = BertEncoder(settings)
-    report = adapt(encoder, entries, adapt_settings, queries=queries, on_progress=on_progress)
+    report = adapt(
+        encoder, entries, adapt_settings, queries=queries, fields=fields, hybrid=hybrid, on_progress=on_progress
+    )
     record = {
         "base_model": settings.model,
         "base_weights_sha256": encoder.weights_sha256,

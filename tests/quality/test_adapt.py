@@ -14,13 +14,17 @@ import torch
 
 from faq_search.corpus import FaqEntry, read_faq
 from faq_search.encoding.encoder import BertEncoder
-from faq_search.encoding.settings import ADAPTED_MODEL, EncoderSettings
+from faq_search.encoding.settings import ADAPTED_MODEL, EncoderSettings, Fields
 from faq_search.errors import BundleError, InputError
 from faq_search.index.faq_index import FaqIndex
+from faq_search.index.lexical import HybridSettings
 from faq_search.index.update import update_bundle
 from faq_search.quality import adapt as adapt_module
+from faq_search.quality import adapt_guard as guard
+from faq_search.quality import adapt_train
 from faq_search.quality.adapt import AdaptReport, AdaptSettings, adapt, adapt_index, training_pairs
 from faq_search.quality.queries import LabelledQuery
+from tests.conftest import FakeEncoder
 
 ENTRIES = [
     FaqEntry(id="a", answer="Refunds reach your card within five days.", questions=("When do I get my money back?",)),
@@ -65,24 +69,72 @@ def test_bad_training_settings_are_input_errors() -> None:
         AdaptSettings(epochs=0)
     with pytest.raises(InputError, match="held-out share"):
         AdaptSettings(held_out=0.7)
-    with pytest.raises(InputError, match="at least 1 other answer"):
-        AdaptSettings(guard_answers=0)
+    with pytest.raises(InputError, match="at least 2 folds"):
+        AdaptSettings(folds=1)
+    with pytest.raises(InputError, match="--max-steps"):
+        AdaptSettings(max_steps=0)
 
 
-def test_the_guard_ranks_the_held_out_answers_among_a_bounded_sample_of_the_others() -> None:
-    entries = [FaqEntry(id=str(n), answer=f"answer {n}", questions=(f"question {n}",)) for n in range(50)]
-    held = [p for p in training_pairs(entries) if p.entry in (3, 40)]
-    guards = [
-        adapt_module.HeldOutScorer(None, entries, held, 5, np.random.default_rng(seed))  # type: ignore[arg-type]
-        for seed in (0, 0, 1)
+@pytest.mark.parametrize(
+    ("count", "sizes"),
+    [(700, [70]), (300, [50]), (200, [50]), (199, [100, 99]), (48, [24, 24]), (5, [3, 2])],
+)
+def test_a_large_faq_holds_out_one_slice_of_at_least_50_a_small_one_rotates_folds(count: int, sizes: list[int]) -> None:
+    questions = [f"question {n}" for n in range(count)]
+    folds = guard.held_out_folds(questions, 0.1, 50, 2, np.random.default_rng(0))
+    assert [len(fold) for fold in folds] == sizes
+    held = [q for fold in folds for q in fold]
+    assert len(set(held)) == len(held)  # no question held out twice
+    if len(folds) > 1:
+        assert sorted(held) == sorted(questions)  # every question held out once
+    again = guard.held_out_folds(questions, 0.1, 50, 2, np.random.default_rng(0))
+    other = guard.held_out_folds(questions, 0.1, 50, 2, np.random.default_rng(1))
+    assert again == folds != other  # drawn by the seed
+
+
+def test_held_out_questions_leave_their_entries_and_keep_every_relevant_id() -> None:
+    entries = [*ENTRIES, FaqEntry(id="d", answer="Parcels travel by courier.", questions=("When will it ship?",))]
+    pairs = training_pairs(entries, [LabelledQuery(query="forgot my password", relevant=frozenset({"c"}))])
+    held = ["When will it ship?", "forgot my password"]
+    asked = guard.held_out_queries(entries, pairs, held)
+    assert asked == [
+        LabelledQuery(query="When will it ship?", relevant=frozenset({"b", "d"})),
+        LabelledQuery(query="forgot my password", relevant=frozenset({"c"})),
     ]
-    for guard in guards:
-        assert {"answer 3", "answer 40"} <= set(guard.answers) and len(guard.answers) == 7
-        assert guard.answers == sorted(guard.answers, key=lambda a: int(a.split()[1]))  # FAQ order kept
-        assert [guard.answers[i] for (i,) in map(tuple, guard.relevant)] == ["answer 3", "answer 40"]
-    assert guards[0].answers == guards[1].answers != guards[2].answers  # drawn by the seed
-    everything = adapt_module.HeldOutScorer(None, entries, held, 300, np.random.default_rng(0))  # type: ignore[arg-type]
-    assert len(everything.answers) == 50
+    served = guard.without_questions(entries, held)
+    assert [e.questions for e in served] == [("When do I get my money back?",), ("Shipping?",), (), ()]
+    assert [e.answer for e in served] == [e.answer for e in entries]
+
+
+def test_the_guard_scores_the_served_ranking_and_a_question_cannot_find_itself(fake_encoder: FakeEncoder) -> None:
+    entries = [
+        FaqEntry(id="x", answer="alpha beta", questions=("gamma delta",)),
+        FaqEntry(id="y", answer="gamma delta epsilon", questions=("zeta",)),
+    ]
+    asked = [LabelledQuery(query="gamma delta", relevant=frozenset({"x"}))]
+    dense = HybridSettings(weight=0.0)
+    with_question = guard.served_reciprocal_ranks(fake_encoder, entries, asked, Fields.QUESTION_ANSWER, dense)
+    assert with_question.tolist() == [1.0]  # the question itself is indexed: it matches exactly
+    served = guard.without_questions(entries, ["gamma delta"])
+    held_out = guard.served_reciprocal_ranks(fake_encoder, served, asked, Fields.QUESTION_ANSWER, dense)
+    assert held_out.tolist() == [0.5]  # now entry y's answer, which shares its words, ranks first
+    fused = guard.served_reciprocal_ranks(fake_encoder, served, asked, Fields.QUESTION_ANSWER, HybridSettings())
+    index = FaqIndex.build(served, encoder=fake_encoder, hybrid=HybridSettings())
+    ranked = [m.entry.id for m in index.ask("gamma delta", k=10, min_score=-np.inf)]
+    assert fused.tolist() == [1.0 / (ranked.index("x") + 1)]  # the same ranking ask serves
+
+
+def test_the_guard_keeps_only_a_gain_larger_than_its_paired_standard_error() -> None:
+    before = np.array([0.5, 0.5, 1.0, 0.0])
+    clear = guard.guard_result(before, np.array([1.0, 1.0, 1.0, 0.5]), folds=1)
+    assert clear.gain == pytest.approx(0.375) and clear.after == pytest.approx(0.875)
+    assert clear.gain_error == pytest.approx(np.std([0.5, 0.5, 0.0, 0.5], ddof=1) / 2)
+    assert clear.before_error == pytest.approx(np.std(before, ddof=1) / 2)
+    assert clear.improved
+    noisy = guard.guard_result(before, np.array([1.0, 0.0, 1.0, 0.0]), folds=2)
+    assert noisy.gain == 0.0 and not noisy.improved
+    lucky = guard.guard_result(before, np.array([1.0, 0.5, 1.0, 0.0]), folds=2)
+    assert lucky.gain > 0 and lucky.gain <= lucky.gain_error and not lucky.improved
 
 
 def _state(encoder: BertEncoder) -> dict[str, torch.Tensor]:
@@ -95,10 +147,10 @@ def test_the_guard_keeps_the_base_weights_when_training_hurts(sample_faq: Path) 
     before = _state(encoder)
     probe = encoder.encode(["where is my parcel"])
     # A learning rate this large wrecks the model within a step or two: the guard must refuse it.
-    wrecking = AdaptSettings(max_pairs=16, batch_size=8, learning_rate=0.5, held_out=0.25, seed=1)
+    wrecking = AdaptSettings(max_pairs=16, batch_size=8, learning_rate=0.5, max_steps=3, seed=1)
     report = adapt(encoder, read_faq(sample_faq), wrecking)
-    assert report.steps >= 1
-    assert report.kept is False and report.after <= report.before
+    assert report.steps >= 1 and report.folds == 2 and report.held_out_questions == 48
+    assert report.kept is False and report.gain <= report.gain_error
     after = _state(encoder)
     assert all(torch.equal(before[name], after[name]) for name in before)
     np.testing.assert_array_equal(encoder.encode(["where is my parcel"]), probe)
@@ -118,7 +170,7 @@ def test_the_same_seed_gives_the_same_weights(sample_faq: Path) -> None:
         torch.manual_seed(settings.seed)
         optimizer = torch.optim.AdamW(encoder.model.parameters(), lr=1e-4)
         encoder.model.train()
-        loss = adapt_module._loss(encoder, batch, settings)
+        loss = adapt_train._loss(encoder, batch, settings)
         loss.backward()
         optimizer.step()
         encoder.model.eval()
@@ -128,7 +180,7 @@ def test_the_same_seed_gives_the_same_weights(sample_faq: Path) -> None:
 
     encoders = [BertEncoder(EncoderSettings()) for _ in range(2)]
     reports = [adapt(encoder, entries, settings) for encoder in encoders]
-    fields = ("pairs", "held_out_questions", "steps", "before", "after", "kept", "stopped")
+    fields = ("pairs", "held_out_questions", "folds", "steps", "before", "after", "gain", "kept", "stopped")
     first, second = ([getattr(r, f) for f in fields] for r in reports)
     assert first == second
     adapted = [_state(encoder) for encoder in encoders]
@@ -142,8 +194,8 @@ def _fake_adapt(encoder: BertEncoder, *args: object, **kwargs: object) -> AdaptR
             if name.endswith("output.dense.weight"):
                 parameter.mul_(1.05)
     return AdaptReport(
-        pairs=3, held_out_questions=1, steps=1, seconds=0.1, before=0.5, after=0.75, kept=True,
-        stopped="epochs", peak_memory_mb=1.0,
+        pairs=3, held_out_questions=1, folds=1, steps=1, seconds=0.1, before=0.5, before_error=0.1, after=0.75,
+        after_error=0.1, gain_error=0.05, kept=True, stopped="schedule", peak_memory_mb=1.0,
     )  # fmt: skip
 
 
@@ -221,26 +273,49 @@ def test_check_and_cli_cover_the_adapted_encoder(
     assert broken.returncode == 2 and "model.safetensors" in broken.stderr and "Traceback" not in broken.stderr
 
 
-_FIXED_VECTORS = {
-    "answer 0": [1.0, 0.0, 0.0],
-    "answer 1": [0.0, 1.0, 0.0],
-    "answer 2": [0.0, 0.0, 1.0],
-    "question 0": [1.0, 0.1, 0.0],  # answer 0 first
-    "question 1": [0.0, 0.5, 1.0],  # answer 2 first, its own answer 1 second
-}
+@pytest.mark.model
+def test_the_real_training_runs_end_to_end_through_the_cli(tmp_path: Path, sample_faq: Path) -> None:
+    faq = tmp_path / "tiny.csv"
+    faq.write_text("".join(sample_faq.read_text(encoding="utf-8").splitlines(keepends=True)[:17]), encoding="utf-8")
+    out = tmp_path / "adapted"
+    result = run("adapt", str(faq), "--out", str(out), "--max-steps", "2", "--seed", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    # 16 questions: too few for one held-out slice of 50, so 2 folds hold every question out once.
+    assert report["held_out_questions"] == 16 and report["folds"] == 2
+    assert report["steps"] == 2 * (3 if report["kept"] else 2)  # one run per fold, then the kept run on all pairs
+    assert report["pairs"] == (16 if report["kept"] else 8)
+    for name in ("before", "after"):
+        assert 0.0 < report[name] <= 1.0 and report[f"{name}_error"] >= 0.0
+    assert report["gain"] == pytest.approx(report["after"] - report["before"])
+    assert report["kept"] == (report["gain"] > 0 and report["gain"] > report["gain_error"])
+    assert report["peak_memory_mb"] > 100
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {k: manifest["adaptation"]["report"][k] for k in ("before", "after", "kept")} == {
+        k: report[k] for k in ("before", "after", "kept")
+    }
+    assert manifest["settings"]["model"] == (ADAPTED_MODEL if report["kept"] else "default")
+    loaded = FaqIndex.load(out)
+    matches = loaded.ask("How can I cancel my order?", k=3)
+    assert matches and matches[0].entry.id == "orders-03"
+    assert loaded.is_adapted == report["kept"]
 
 
-class _FixedEncoder:
-    """Vectors by text: of two questions, one finds its answer first, the other second."""
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return np.asarray([_FIXED_VECTORS[t] for t in texts], dtype=np.float32)
-
-
-def test_the_guard_reports_mrr_and_its_standard_error() -> None:
-    entries = [FaqEntry(id=str(n), answer=f"answer {n}", questions=(f"question {n}",)) for n in range(3)]
-    held = [p for p in training_pairs(entries) if p.entry in (0, 1)]
-    guard = adapt_module.HeldOutScorer(_FixedEncoder(), entries, held, 300, np.random.default_rng(0))  # type: ignore[arg-type]
-    score, error = guard.measure()
-    assert score == pytest.approx(0.75) and guard.score() == pytest.approx(0.75)
-    assert error == pytest.approx(np.std([1.0, 0.5], ddof=1) / np.sqrt(2))
+@pytest.mark.model
+def test_gradient_caching_gives_the_one_graph_gradients(sample_faq: Path) -> None:
+    encoder = BertEncoder(EncoderSettings(precision="fp32"))
+    encoder.model.eval()  # no dropout: both ways see the same network
+    for parameter in encoder.model.parameters():
+        parameter.requires_grad_(True)
+    batch = training_pairs(read_faq(sample_faq))[:6]
+    settings = AdaptSettings(micro_batch=4)  # 6 texts: chunks of 4 and 2
+    adapt_train._loss(encoder, batch, settings).backward()
+    whole = {name: p.grad.clone() for name, p in encoder.model.named_parameters() if p.grad is not None}
+    encoder.model.zero_grad(set_to_none=True)
+    loss = adapt_train._backward(encoder, batch, settings)
+    assert loss == pytest.approx(float(adapt_train._loss(encoder, batch, settings).detach()), rel=1e-5)
+    chunked = {name: p.grad for name, p in encoder.model.named_parameters() if p.grad is not None}
+    assert whole.keys() == chunked.keys() and len(whole) > 10
+    for name, grad in whole.items():
+        torch.testing.assert_close(chunked[name], grad, rtol=1e-3, atol=1e-6, msg=name)
