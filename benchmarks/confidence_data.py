@@ -95,7 +95,7 @@ def docstring_entries(count: int) -> list[FaqEntry]:
 
 def load_set(name: str, data: Path = SHARED) -> tuple[list[FaqEntry], list[LabelledQuery]]:
     entries = read_faq(data / name / "faq.csv")
-    return entries, read_queries(data / name / "queries.csv", known_ids=[e.id for e in entries])
+    return entries, read_queries(data / name / "queries.csv", known_ids=[i for e in entries for i in e.ids])
 
 
 def grown_faq(name: str, entries: list[FaqEntry], data: Path = SHARED) -> list[FaqEntry]:
@@ -122,7 +122,7 @@ def evidence(index: FaqIndex, queries: list[LabelledQuery], query_vectors: np.nd
     for row, query in enumerate(queries):
         pool = candidate_pool(cosine[row])
         pools.append((pool, lexicon.scores(query.query, pool.tolist(), POOL)))
-    positions = {e.id: n for n, e in enumerate(index.entries)}
+    positions = {i: n for n, e in enumerate(index.entries) for i in e.ids}  # merged duplicate answers: aliases
     relevant = [{positions[i] for i in q.relevant} for q in queries]
     return Evidence(cosine, lexical, pools, relevant, len(index.entries))
 

@@ -277,6 +277,8 @@ class Calibration:
     precision: float
     coverage: float
     ece: float
+    held_out: tuple[float, ...] = ()  # each labelled question's out-of-fold top-1 confidence (reliability plot)
+    held_out_right: tuple[bool, ...] = ()  # whether its top-1 match is right
 
 
 def lowest_threshold(confidence: np.ndarray, right: np.ndarray, target: float) -> float:
@@ -342,6 +344,8 @@ def calibrate(
         precision=float((answered & right).sum() / total) if total else 1.0,
         coverage=float(answered.mean()),
         ece=expected_calibration_error(held_conf, right),
+        held_out=tuple(held_conf.tolist()),
+        held_out_right=tuple(right.tolist()),
     )
 
 
