@@ -17,22 +17,22 @@ Prints, for the default encoder on stackfaq and covidfaq_jhu:
    fixed top entry, and precision/coverage at one fixed threshold, next to
    today's fused score at a threshold giving 90% precision on the set alone.
 
+Run through benchmarks/quality.py (the one quality script), whose
 ``--write-default`` refits the shipped model on both sets and writes
-faq_search/index/confidence_default.json.
+faq_search/index/confidence_default.json:
 
-    python benchmarks/confidence.py --data ../shared/data --cache /tmp/faq-conf-cache [--write-default]
+    python benchmarks/quality.py [--data ../shared/data] [--cache /tmp/faq-conf-cache] [--write-default]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from confidence_data import SETS, SHARED, Evidence, collect
+from confidence_data import SETS, Evidence, collect
 
 from faq_search.index import confidence
 from faq_search.index.confidence import ConfidenceModel, expected_calibration_error
@@ -191,27 +191,19 @@ def fit_default(data: dict[str, dict[str, Evidence]], weight: float) -> Confiden
     return ConfidenceModel.fit(np.vstack(rows), np.concatenate(labels), fusion_weight=weight, fitted_on="+".join(SETS))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=SHARED)
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/faq-conf-cache"))
-    parser.add_argument("--write-default", action="store_true")
-    args = parser.parse_args()
-    args.cache.mkdir(parents=True, exist_ok=True)
-    data = collect(args.cache, args.data)
+def report(data_dir: Path, cache: Path, *, write_default: bool = False) -> None:
+    """Print every section (benchmarks/quality.py calls this); ``write_default`` refits the shipped model."""
+    cache.mkdir(parents=True, exist_ok=True)
+    data = collect(cache, data_dir)
     weight = confidence.FUSION_WEIGHT
     section_ranking(data, sorted({0.0, 0.05, 0.1, 0.15, 0.2, 0.3, weight}))
     section_transfer(data, weight)
     section_calibrate(data, weight)
     model = fit_default(data, weight)
     print(f"\nmodel fitted on both sets: {json.dumps(model.to_dict())}")
-    shipped = confidence.default_model() if not args.write_default else model
+    shipped = confidence.default_model() if not write_default else model
     section_size(data, shipped)
-    if args.write_default:
+    if write_default:
         target = Path(confidence.__file__).with_name(confidence.DEFAULT_FILE)
         target.write_text(json.dumps(model.to_dict(), indent=2) + "\n", encoding="utf-8")
         print(f"wrote {target}")
-
-
-if __name__ == "__main__":
-    main()

@@ -104,11 +104,14 @@ def check_table(index_dir: Path, report: CheckReport) -> str:
 
 
 def matches_list(matches: Sequence[Match]) -> str:
-    """A readable ranked list: rank, score, id and field, then the question and the wrapped answer."""
+    """A readable ranked list: rank, confidence, id, field and cosine, then the question and the wrapped answer."""
     width = max(40, min(shutil.get_terminal_size((100, 20)).columns, 120)) - 7
     blocks = []
     for match in matches:
-        lines = [f"{match.rank:>2}. {match.score:.3f}  {match.entry.id}  (matched {match.field})"]
+        lines = [
+            f"{match.rank:>2}. confidence {match.score:.3f}  {match.entry.id}  "
+            f"(matched {match.field}, cosine {match.cosine:.3f})"
+        ]
         if match.entry.question:
             lines += textwrap.wrap(
                 "Q: " + match.entry.question, width, initial_indent="    ", subsequent_indent="       "

@@ -20,8 +20,10 @@ from tests.conftest import shared_set
 
 pytestmark = pytest.mark.model
 
-STACKFAQ_MRR_AT_10 = 0.905
-"""MRR@10 of the default index on stackfaq (1,249 queries): ``benchmarks/core_stackfaq.py``, 2026-12-01."""
+STACKFAQ_MRR_AT_10 = 0.896
+"""MRR@10 of the default index on stackfaq (1,249 queries): ``benchmarks/core_stackfaq.py``, 2026-12-01. Lower than
+the 0.905 of the former FAQ-wide z-score fusion: the confidence ranks each question's dense top-100 by cosine plus
+the share of BM25 among them, a threshold that keeps its meaning as the FAQ grows (issue 13)."""
 COVIDFAQ_JHU_MRR_AT_10 = 0.801
 """MRR@10 of the default index on covidfaq_jhu (1,037 queries): ``core_stackfaq.py --set covidfaq_jhu``, 2026-12-01."""
 NOISE_MARGIN = 0.01
@@ -64,7 +66,7 @@ def test_delete_facebook_account_ranks_first(stackfaq_index: FaqIndex) -> None:
 def test_default_settings_keep_todays_quality(name: str, request: pytest.FixtureRequest) -> None:
     index: FaqIndex = request.getfixturevalue(f"{name}_index")
     assert index.hybrid.enabled and index.manifest.fields == ("question", "answer")  # the defaults, as `index` builds
-    queries = read_queries(shared_set(name) / "queries.csv", known_ids=[e.id for e in index.entries])
+    queries = read_queries(shared_set(name) / "queries.csv", known_ids=[i for e in index.entries for i in e.ids])
     metrics = evaluate(index, queries)
     assert metrics.queries == len(queries) > 50
     floor = EXPECTED_MRR_AT_10[name] - NOISE_MARGIN
