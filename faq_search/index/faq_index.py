@@ -3,7 +3,8 @@
 :class:`FaqIndex` is the front the CLI, the HTTP server and in-process bots
 use; it holds the entries, the vector store and the typed manifest, and hands
 the work to small modules: :mod:`.build` (embedding, reuse, resume),
-:mod:`.ranking` (dense scores, best row per entry, top-k, fusion),
+:mod:`.ranking` (dense scores, best row per entry, candidate pools, the confident ranking),
+:mod:`.confidence` (the model that makes a match's score a probability),
 :mod:`.files` (bundle files and their consistency checks), :mod:`.manifest`
 and :mod:`.records`. ``ask`` is safe to call from several threads at once.
 
@@ -361,8 +362,10 @@ class FaqIndex:
     def ask(self, question: str, k: int = 5, min_score: float | None = None) -> list[Match]:
         """The ``k`` best answers to ``question``, best first, each answer at most once.
 
-        Matches scoring below ``min_score`` (default: the bundle's calibrated
-        threshold, if any) are left out; an empty list means no confident answer.
+        Each match's ``score`` is its confidence in [0, 1] (:mod:`.confidence`).
+        Matches whose confidence is below ``min_score`` (default: the bundle's
+        calibrated threshold, if any) are left out; an empty list means no
+        confident answer.
         """
         return self.ask_batch([question], k=k, min_score=min_score)[0]
 
