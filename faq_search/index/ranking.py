@@ -1,11 +1,10 @@
 """Scoring: exact dense scores, the best row per entry, candidate pools, and the confident ranking.
 
-One module for every way an index ranks: :func:`dense_search` (the store's own
-search, exact or approximate) and :func:`confident_search`, what ``ask``
-serves: each question's candidate :class:`Pool` (the dense top-``POOL``, exact
-for a flat index, the store's own for HNSW/IVF), ranked by cosine plus the
-share of BM25 among the candidates, scored by the confidence model
-(:mod:`.confidence`). An entry may own several rows (questions, answer,
+One module for how an index ranks: :func:`confident_search`, what ``ask``
+serves. With BM25 evidence, each question's candidate :class:`Pool` (the
+dense top-``POOL``: exact for a flat index, the store's own for HNSW/IVF) is
+ranked by cosine plus the share of BM25 among the candidates; dense only, by
+cosine. Either way the confidence model (:mod:`.confidence`) scores it. An entry may own several rows (questions, answer,
 windows of a long answer); its dense score is always the best of them
 (:func:`best_row_scores`), so an entry is ranked once.
 
@@ -74,13 +73,6 @@ class DenseLayout:
         """The store row of ``entry`` that scored best in one question's ``row_scores``."""
         start = int(self.starts[entry])
         return int(self.order[start + int(np.argmax(row_scores[start : self.ends[entry]]))])
-
-
-def dense_search(store: VectorStore, vectors: np.ndarray, k: int) -> list[list[Ranked]]:
-    """The store's own search (exact or approximate), cosine only: what ranks, before any confidence."""
-    return [
-        [Ranked(hit.entry, hit.score, hit.score, None, hit.row) for hit in hits] for hits in store.search(vectors, k)
-    ]
 
 
 @dataclass(frozen=True)
