@@ -4,7 +4,8 @@ One module for how an index ranks: :func:`confident_search`, what ``ask``
 serves. With BM25 evidence, each question's candidate :class:`Pool` (the
 dense top-``POOL``: exact for a flat index, the store's own for HNSW/IVF) is
 ranked by cosine plus the share of BM25 among the candidates; dense only, by
-cosine. Either way the confidence model (:mod:`.confidence`) scores it. An entry may own several rows (questions, answer,
+cosine. Either way the confidence model (:mod:`.confidence`) scores it.
+An entry may own several rows (questions, answer,
 windows of a long answer); its dense score is always the best of them
 (:func:`best_row_scores`), so an entry is ranked once.
 

@@ -28,8 +28,8 @@ COVIDFAQ_JHU_MRR_AT_10 = 0.817
 """MRR@10 of the default index on covidfaq_jhu (1,037 queries): ``core_stackfaq.py --set covidfaq_jhu``, 2026-12-01."""
 NOISE_MARGIN = 0.01
 """Room for float noise across CPUs. The precision is chosen per CPU (bf16 where it is native, else fp32), and the
-two differed by 0.001 at most here (``core_stackfaq.py --precision fp32``, measured with the former fusion). Ten times that leaves
-room for other CPUs' kernels and still catches a real regression."""
+two differed by 0.001 at most here (``core_stackfaq.py --precision fp32``, measured with the former fusion). Ten
+times that leaves room for other CPUs' kernels and still catches a real regression."""
 
 EXPECTED_MRR_AT_10 = {"stackfaq": STACKFAQ_MRR_AT_10, "covidfaq_jhu": COVIDFAQ_JHU_MRR_AT_10}
 
