@@ -11,13 +11,20 @@ R@10) for:
 - faq-search tuned: the grid of ``faq-search tune``, scored with 5 held-out
   folds (no query grades the settings it helped choose).
 
-Then the "no answer" threshold of the default index, calibrated for 90%
-precision on one half of the queries (with the other set's queries as
-negatives) and measured on the other half.
+Then the "no answer" threshold of the default index (its score is the
+shipped confidence model's), chosen for 90% precision on one half of the
+queries (with the other set's queries as negatives) and measured on the other
+half. Last, the confidence tables of benchmarks/confidence.py: ranking by
+fusion weight, transfer of the model between the sets (both directions: ECE,
+precision/coverage at the threshold fitted on the other set), ``calibrate``
+on each set (5-fold held out), and the size check (each set grown about 20x
+with unrelated entries: confidence shift of fixed pairs, precision at a fixed
+threshold).
 
-    python benchmarks/quality.py            # both sets, about 2 minutes on 2 quiet cores
-    python benchmarks/quality.py --sets stackfaq
+    python benchmarks/quality.py            # both sets, about 10 minutes on 2 quiet cores (first run longer)
+    python benchmarks/quality.py --sets stackfaq --no-confidence
     python benchmarks/quality.py --data DIR     # the shared sets elsewhere than ../shared/data
+    python benchmarks/quality.py --write-default   # also refit faq_search/index/confidence_default.json
 """
 
 from __future__ import annotations
@@ -25,7 +32,9 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from pathlib import Path
 
+import confidence as confidence_tables
 import numpy as np
 from shared_data import add_data_option, require_sets
 
@@ -53,7 +62,8 @@ def mrr_of(scores: np.ndarray, entries: list[FaqEntry], queries: list[LabelledQu
     totals = {"mrr_at_10": 0.0, "recall_at_10": 0.0}
     for row, query in enumerate(queries):
         top = np.argsort(-scores[row], kind="stable")[:10]
-        metrics = score_ranking([entries[i].id for i in top], query.relevant)
+        ranked = [next((x for x in entries[i].ids if x in query.relevant), entries[i].id) for i in top]
+        metrics = score_ranking(ranked, query.relevant)
         for name in totals:
             totals[name] += metrics[name]
     return totals["mrr_at_10"] / len(queries), totals["recall_at_10"] / len(queries)
@@ -85,6 +95,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
     add_data_option(parser)
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/faq-conf-cache"), help="vectors of the 20x sets")
+    parser.add_argument("--no-confidence", action="store_true", help="skip the confidence tables")
+    parser.add_argument("--write-default", action="store_true", help="refit the shipped confidence model")
     args = parser.parse_args()
     folder = require_sets(args.data, SETS)  # each set serves as the other's negatives
     started = time.perf_counter()
@@ -103,7 +116,7 @@ def main() -> None:
                 engine_row(encoder, entries, queries, Fields.QUESTION_ANSWER, 0.0),
             ),
             (
-                "faq-search defaults: layer -2 mean, max(q, a), hybrid 0.5",
+                "faq-search defaults: layer -2 mean, max(q, a), hybrid (as ask ranks)",
                 engine_row(encoder, entries, queries, Fields.QUESTION_ANSWER, 0.5),
             ),
         ]
@@ -130,12 +143,16 @@ def main() -> None:
             run(index, [queries[i] for i in held], [negatives[i] for i in neg_held]), [chosen.threshold]
         )[0]
         print(
-            f"  threshold for 90% precision (defaults; fitted on half the queries + half of {other}'s as negatives): "
+            f"  confidence threshold for 90% precision (defaults, shipped model; chosen on half the queries + half "
+            f"of {other}'s as negatives): "
             f"{chosen.threshold:.3f}\n"
             f"    on the other half: precision {measured.precision:.3f}, coverage {measured.coverage:.3f}, "
             f"false-answer rate on {len(neg_held)} {other} queries {measured.false_answer_rate:.3f}\n"
         )
-    print(f"total time {time.perf_counter() - started:.0f} s")
+    if not args.no_confidence:
+        print("# confidence (benchmarks/confidence.py): both sets, default encoder\n")
+        confidence_tables.report(folder, args.cache, write_default=args.write_default)
+    print(f"\ntotal time {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ end to end. Never a crash, a hang or a traceback; loading never runs code.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import os
@@ -88,6 +89,8 @@ def valid(matches: list[Match], entries: int) -> None:
     assert len({m.entry.id for m in matches}) == len(matches) <= entries
     assert [m.rank for m in matches] == list(range(1, len(matches) + 1))
     assert all(math.isfinite(m.score) and math.isfinite(m.cosine) for m in matches)
+    assert all(0.0 <= m.score <= 1.0 for m in matches)  # a confidence, whatever the input
+    assert all(a.score >= b.score for a, b in itertools.pairwise(matches))
     assert all(m.field in ("question", "answer") for m in matches)
 
 

@@ -26,7 +26,8 @@ from faq_search.bundle.layout import DATA_FILES, MANIFEST
 from faq_search.errors import BundleError
 
 FORMAT_VERSION = 2
-"""Version 2 added the build record (library versions); :func:`upgrade` reads version 1."""
+"""Version 2 added the build record (library versions) and the confidence model, and made ``min_score`` a
+confidence; :func:`upgrade` reads version 1."""
 
 SEAL = "manifest_sha256"
 _SEAL_ZERO = "0" * 64
@@ -43,8 +44,9 @@ class Manifest:
     vector_count: int
     fields: tuple[str, ...]
     index_type: str = "flat"
-    min_score: float | None = None
+    min_score: float | None = None  # a confidence in [0, 1] (version 1: a score in other units, dropped)
     hybrid: Mapping[str, Any] | None = None  # HybridSettings fields; None = dense only
+    confidence: Mapping[str, Any] | None = None  # ConfidenceModel.to_dict() of `calibrate`; None = shipped model
     adaptation: Mapping[str, Any] | None = None  # base model, settings and scores of `faq-search adapt`, if run
     source: str | None = None
     created: str = ""
@@ -67,6 +69,7 @@ class Manifest:
             "index_type": self.index_type,
             "min_score": self.min_score,
             "hybrid": None if self.hybrid is None else dict(self.hybrid),
+            "confidence": None if self.confidence is None else dict(self.confidence),
             "adaptation": None if self.adaptation is None else dict(self.adaptation),
             "files": {k: dict(v) for k, v in self.files.items()},
             "build": dict(self.build),
@@ -88,6 +91,7 @@ class Manifest:
             index_type=str(data["index_type"]),
             min_score=None if data["min_score"] is None else float(data["min_score"]),
             hybrid=None if data["hybrid"] is None else dict(data["hybrid"]),
+            confidence=None if data["confidence"] is None else dict(data["confidence"]),
             adaptation=None if data["adaptation"] is None else dict(data["adaptation"]),
             files={str(k): dict(v) for k, v in data["files"].items()},
             build={str(k): str(v) for k, v in data["build"].items()},
@@ -109,13 +113,16 @@ def upgrade(data: Mapping[str, Any]) -> dict[str, Any]:
     """A manifest's content in the current format: the one place older formats are read.
 
     Version 1 -> 2: the keys version 1 could lack get the values they meant
-    then, and the build record is empty (the versions that built it are unknown).
+    then, the build record is empty (the versions that built it are unknown),
+    the confidence model is the shipped one (``confidence`` None) and a stored
+    ``min_score`` is dropped: it was a cosine or fused score, not a confidence,
+    so keeping it would silently filter on the wrong scale (run ``calibrate``).
     The seal is checked on the raw bytes before this, so upgrading never
     weakens the checksum.
     """
     out = dict(data)
     if out.get("format_version") == 1:
-        out = {**_VERSION_1_DEFAULTS, **out, "build": {}, "format_version": 2}
+        out = {**_VERSION_1_DEFAULTS, **out, "min_score": None, "confidence": None, "build": {}, "format_version": 2}
     return out
 
 

@@ -17,7 +17,12 @@ def ask(
     k: Annotated[int, typer.Option("-k", "--top", min=1, help="How many answers to return.")] = 5,
     min_score: Annotated[
         float | None,
-        typer.Option(help="Leave out answers scoring below this threshold (default: the index's calibrated one)."),
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Leave out answers whose confidence (0-1: the estimated probability the answer is right) is "
+            "below this. Default: the index's calibrated threshold (faq-search calibrate), else none.",
+        ),
     ] = None,
     model: MovedModel = None,
     threads: Threads = None,
@@ -32,6 +37,6 @@ def ask(
     if as_json:
         typer.echo(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
     elif not answer.answered:
-        typer.echo(f"No confident answer (no entry scored {threshold:.3f} or more).")
+        typer.echo(f"No confident answer (no entry reached confidence {threshold:.3f}).")
     else:
         typer.echo(render.matches_list(answer.matches))

@@ -12,7 +12,6 @@ from faq_search.cli import render
 from faq_search.cli.options import (
     DEFAULT_INDEX,
     AnswerColumn,
-    HybridWeight,
     IdColumn,
     IndexDir,
     JsonFlag,
@@ -56,7 +55,23 @@ def index(
         bool, typer.Option("--special/--no-special", help="Count [CLS]/[SEP] in mean, max and last pooling.")
     ] = True,
     precision: PrecisionChoice = Precision.AUTO,
-    hybrid_weight: HybridWeight = 0.5,
+    hybrid_weight: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=10.0,
+            help="BM25 evidence in ranking and confidence: 0 = dense only, any positive value = on "
+            "(the fusion weight itself lives in the confidence model).",
+        ),
+    ] = 0.5,
+    keep_duplicate_answers: Annotated[
+        bool,
+        typer.Option(
+            "--keep-duplicate-answers",
+            help="Keep rows with the same answer text as separate entries. Default: merge them into one entry "
+            "with every question and id, so one answer never fills several places of a ranking.",
+        ),
+    ] = False,
     index_type: Annotated[
         IndexType,
         typer.Option(help="FAISS index: flat = exact (default); hnsw or ivf = approximate, for very large FAQs."),
@@ -87,7 +102,7 @@ def index(
 
     entries = read_faq(
         file, answer_column=answer_column, question_column=question_column or None, id_column=id_column,
-        file_format=file_format,
+        file_format=file_format, keep_duplicate_answers=keep_duplicate_answers,
     )  # fmt: skip
     settings = EncoderSettings(
         model=model or "default", layer=layer, pooling=pooling, include_special=special, max_seq_len=max_seq_len,

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from faq_search.index.faq_index import BuildReport, Match
     from faq_search.index.verify import CheckReport
     from faq_search.quality.adapt import AdaptReport
-    from faq_search.quality.evaluate import Metrics, ThresholdRow
+    from faq_search.quality.evaluate import CalibrationReport, Metrics, ThresholdRow
     from faq_search.quality.tune import TuneReport
 
 
@@ -68,13 +68,21 @@ def info_table(index_dir: Path, data: dict[str, Any]) -> str:
         ("precision", f"{data['precision']} (setting: {settings['precision']})"),
         ("dimension", encoder["dimension"]),
         ("index type", data["index_type"]),
-        ("hybrid", "off" if not data.get("hybrid") else f"BM25 weight {data['hybrid']['weight']:g}"),
-        ("min score", "-" if data["min_score"] is None else data["min_score"]),
+        ("hybrid", "BM25 evidence on" if data.get("hybrid") else "off (dense only)"),
+        ("confidence", confidence_summary(data.get("confidence"))),
+        ("min score", "-" if data["min_score"] is None else f"{data['min_score']} (confidence)"),
         ("adapted", adaptation_summary(data.get("adaptation"))),
         ("format", data["format_version"]),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+
+
+def confidence_summary(record: dict[str, Any] | None) -> str:
+    """The confidence model a manifest records: the shipped one, or ``calibrate``'s."""
+    if not record:
+        return "shipped model"
+    return f"calibrated ({record.get('fitted_on') or 'labelled questions'})"
 
 
 def adaptation_summary(record: dict[str, Any] | None) -> str:
@@ -96,11 +104,14 @@ def check_table(index_dir: Path, report: CheckReport) -> str:
 
 
 def matches_list(matches: Sequence[Match]) -> str:
-    """A readable ranked list: rank, score, id and field, then the question and the wrapped answer."""
+    """A readable ranked list: rank, confidence, id, field and cosine, then the question and the wrapped answer."""
     width = max(40, min(shutil.get_terminal_size((100, 20)).columns, 120)) - 7
     blocks = []
     for match in matches:
-        lines = [f"{match.rank:>2}. {match.score:.3f}  {match.entry.id}  (matched {match.field})"]
+        lines = [
+            f"{match.rank:>2}. confidence {match.score:.3f}  {match.entry.id}  "
+            f"(matched {match.field}, cosine {match.cosine:.3f})"
+        ]
         if match.entry.question:
             lines += textwrap.wrap(
                 "Q: " + match.entry.question, width, initial_indent="    ", subsequent_indent="       "
@@ -134,15 +145,14 @@ def threshold_table(rows: Sequence[ThresholdRow], negatives: int) -> str:
     return "\n".join(lines)
 
 
-def calibration_line(index_dir: Path, row: ThresholdRow, negatives: int) -> str:
-    false_rate = (
-        f", false-answer rate {row.false_answer_rate:.3f} on {negatives} negatives"
-        if row.false_answer_rate is not None
-        else ""
-    )
+def calibration_summary(index_dir: Path, report: CalibrationReport) -> str:
+    """What ``calibrate`` stored, and how it held up on held-out questions."""
+    negatives = f" and {report.negatives} negatives" if report.negatives else ""
     return (
-        f"min_score {row.threshold:.4f}: precision {row.precision:.3f}, coverage {row.coverage:.3f}{false_rate}"
-        f" -> stored in {index_dir}"
+        f"confidence model refitted on {report.queries} labelled questions{negatives}; "
+        f"min_score {report.threshold:.4f} -> stored in {index_dir}\n"
+        f"held out (5 folds): precision {report.precision:.3f}, coverage {report.coverage:.3f}, "
+        f"calibration error {report.ece:.3f} (the model before: {report.ece_before:.3f})"
     )
 
 

@@ -3,7 +3,8 @@
 :class:`FaqIndex` is the front the CLI, the HTTP server and in-process bots
 use; it holds the entries, the vector store and the typed manifest, and hands
 the work to small modules: :mod:`.build` (embedding, reuse, resume),
-:mod:`.ranking` (dense scores, best row per entry, top-k, fusion),
+:mod:`.ranking` (dense scores, best row per entry, candidate pools, the confident ranking),
+:mod:`.confidence` (the model that makes a match's score a probability),
 :mod:`.files` (bundle files and their consistency checks), :mod:`.manifest`
 and :mod:`.records`. ``ask`` is safe to call from several threads at once.
 
@@ -33,11 +34,13 @@ from faq_search.encoding.protocol import Encoder
 from faq_search.encoding.settings import ADAPTED_MODEL, ENCODER_DIR, EncoderIdentity, EncoderSettings, Fields
 from faq_search.errors import BundleError, InputError, SettingsMismatchError
 from faq_search.index.build import CACHE_CHUNK, build_index, stored_vectors
+from faq_search.index.confidence import POOL, ConfidenceModel, default_model
 from faq_search.index.edits import deleted, upserted
 from faq_search.index.files import index_files, read_index_files
 from faq_search.index.lexical import HybridSettings, LexicalIndex, entry_document
 from faq_search.index.manifest import IndexManifest
-from faq_search.index.ranking import DenseLayout, dense_search, hybrid_search
+from faq_search.index.pool_lexical import PoolLexicon
+from faq_search.index.ranking import DenseLayout, confident_search, pools, ranked_features
 from faq_search.index.records import Answer, BuildReport, Changes, Match, Ranked, compare_entries
 from faq_search.index.rows import ANSWER, QUESTION, WINDOW_TOKENS, check_entries, embedding_rows, is_text, text_digest
 from faq_search.index.store import IndexType, VectorStore
@@ -95,6 +98,7 @@ class FaqIndex:
         self._lexical: LexicalIndex | None = None
         self._lexical_files: dict[str, bytes] | None = None  # a loaded bundle's BM25 index, read on first use
         self._dense_layout: DenseLayout | None = None
+        self._pool_lexicon: PoolLexicon | None = None  # per-entry tokens for the candidates' own BM25
         if encoder is not None:
             self._check_encoder(encoder)
 
@@ -118,6 +122,7 @@ class FaqIndex:
             if manifest.hybrid != before.hybrid:  # the BM25 index was built with the old fusion settings
                 self._lexical = None
                 self._lexical_files = None
+                self._pool_lexicon = None
 
     def revise(self, **changes: Any) -> IndexManifest:
         """Change manifest fields (``min_score=0.4``, ``source="faq.csv"``, ...); what depends on them follows.
@@ -138,8 +143,13 @@ class FaqIndex:
 
     @property
     def hybrid(self) -> HybridSettings:
-        """How BM25 is fused into the score (weight 0: dense only)."""
+        """Whether BM25 evidence is used (weight > 0; the fusion weight itself lives in the confidence model)."""
         return self._manifest.hybrid
+
+    @property
+    def confidence_model(self) -> ConfidenceModel:
+        """What turns a match's evidence into ``Match.score``: the bundle's (``calibrate``), else the shipped model."""
+        return self._manifest.confidence or default_model()
 
     def set_min_score(self, min_score: float | None) -> None:
         """Store a confidence threshold in the index (persisted by :meth:`save`)."""
@@ -233,6 +243,7 @@ class FaqIndex:
             identity=self._manifest.identity,
             settings=self._manifest.settings,
             min_score=self._manifest.min_score,
+            confidence=self._manifest.confidence,
             source=self._manifest.source,
             adaptation=self._manifest.adaptation,
         )
@@ -244,6 +255,7 @@ class FaqIndex:
             self._lexical = None
             self._lexical_files = None
             self._dense_layout = None
+            self._pool_lexicon = None
             self.report = built.report
         return built.report
 
@@ -350,8 +362,10 @@ class FaqIndex:
     def ask(self, question: str, k: int = 5, min_score: float | None = None) -> list[Match]:
         """The ``k`` best answers to ``question``, best first, each answer at most once.
 
-        Matches scoring below ``min_score`` (default: the bundle's calibrated
-        threshold, if any) are left out; an empty list means no confident answer.
+        Each match's ``score`` is its confidence in [0, 1] (:mod:`.confidence`).
+        Matches whose confidence is below ``min_score`` (default: the bundle's
+        calibrated threshold, if any) are left out; an empty list means no
+        confident answer.
         """
         return self.ask_batch([question], k=k, min_score=min_score)[0]
 
@@ -402,12 +416,47 @@ class FaqIndex:
         return self._lexical
 
     def _ranked(self, vectors: np.ndarray, questions: Sequence[str], k: int) -> list[list[Ranked]]:
-        """The ``k`` best entries per question: the store's search, or fused with BM25 when fusion is on."""
-        if not self.hybrid.enabled:
-            return dense_search(self.store, vectors, k)
-        lexical = self.lexical.scores(questions)
-        layout = self._layout() if self._manifest.index_type is IndexType.FLAT else None
-        return hybrid_search(vectors, lexical, self.hybrid.weight, k, layout, self.store)
+        """The ``k`` best entries per question, scored by the confidence model (see :mod:`.ranking`)."""
+        hybrid = self.hybrid.enabled
+        return confident_search(
+            vectors,
+            questions,
+            k,
+            model=self.confidence_model,
+            layout=self._layout() if hybrid and self._manifest.index_type is IndexType.FLAT else None,
+            store=self.store,
+            lexicon=self.pool_lexicon if hybrid else None,
+            lexical=self.lexical.scores(questions) if hybrid else None,
+        )
+
+    def candidate_features(self, questions: Sequence[str]) -> list[tuple[list[int], np.ndarray]]:
+        """Per question, its candidates' entry positions and :func:`~.confidence.features`, in ranking order.
+
+        What ``calibrate`` refits the confidence model on; the same candidates and
+        numbers ``ask`` scores (the pool is the full ``POOL`` with fusion, the
+        two best entries without, which is all the dense-only features read).
+        """
+        if not questions:
+            return []
+        hybrid = self.hybrid.enabled
+        vectors = self.encoder.encode([q.strip() for q in questions])
+        layout = self._layout() if hybrid and self._manifest.index_type is IndexType.FLAT else None
+        found = pools(
+            vectors, questions, POOL if hybrid else 2, layout, self.store, self.pool_lexicon if hybrid else None
+        )
+        weight = self.confidence_model.fusion_weight
+        return [(entries.tolist(), rows) for entries, rows in (ranked_features(pool, weight) for pool in found)]
+
+    @property
+    def pool_lexicon(self) -> PoolLexicon:
+        """The per-entry BM25 tokens the candidates' own lexical evidence is computed from (tokenized on use)."""
+        if self._pool_lexicon is None:
+            with self._lock:
+                if self._pool_lexicon is None:
+                    with_questions = QUESTION in self._manifest.fields
+                    documents = [entry_document(e.questions if with_questions else (), e.answer) for e in self.entries]
+                    self._pool_lexicon = PoolLexicon(documents, self.hybrid.language)
+        return self._pool_lexicon
 
     def _layout(self) -> DenseLayout:
         """The flat store's vectors grouped by entry, made on first use."""

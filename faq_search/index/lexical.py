@@ -1,4 +1,4 @@
-"""Lexical (BM25) scoring and its fusion with the dense cosine.
+"""Lexical (BM25) scoring over the whole FAQ: ``Match.lexical``, and the former fusion benchmarks compare with.
 
 Each FAQ entry is one BM25 document: its questions and its answer. BM25 comes
 from ``bm25s`` (sparse-matrix BM25, Lucene variant) with Snowball stemming and
@@ -7,11 +7,11 @@ files: ``.npy`` arrays and JSON, read without pickle) under ``lexical/``, so
 a cold ``ask`` does not tokenize and stem the whole FAQ again (0.6 s at 10,000
 entries); it is rebuilt from the entries when those files are absent.
 
-Fusion follows the usual z-score recipe, ``z(cos) + w * z(bm25)`` over the
-entries of one query, but is reported in cosine units: the per-query monotone
-map ``z -> mu_cos + sigma_cos * z`` turns it into ``cos + w * sigma_cos *
-z(bm25)``. Rankings are identical; scores stay near the cosine scale, and a
-query with no lexical match anywhere keeps its plain cosine.
+What ``ask`` ranks and scores with is not here: it uses BM25 among each
+question's dense candidates (:mod:`.pool_lexical`, :mod:`.confidence`), whose
+statistics do not change as the FAQ grows. :func:`fuse` is the former
+FAQ-wide z-score fusion, ``cos + w * sigma_cos * z(bm25)``, kept because the
+benchmarks (benchmarks/confidence.py) measure the confidence against it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ from faq_search.errors import InputError
 
 @dataclass(frozen=True)
 class HybridSettings:
-    """How BM25 is blended into the dense score. ``weight`` 0 turns it off."""
+    """Whether BM25 evidence is used (``weight`` > 0; 0 = dense only) and how the FAQ-wide index is built.
+
+    The weight is an on/off switch: the fusion weight itself lives in the confidence model.
+    """
 
     weight: float = 0.5
     k1: float = 1.5
@@ -151,7 +154,7 @@ def entry_document(questions: Sequence[str], answer: str) -> str:
 
 
 def fuse(dense: np.ndarray, lexical: np.ndarray, weight: float) -> np.ndarray:
-    """Row-wise ``dense + weight * std(dense) * zscore(lexical)`` (see the module docstring)."""
+    """Row-wise ``dense + weight * std(dense) * zscore(lexical)``: the former fusion (see the module docstring)."""
     if weight <= 0:
         return dense.astype(np.float32, copy=True)
     lex_mean = lexical.mean(axis=1, keepdims=True)

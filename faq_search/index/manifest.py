@@ -18,6 +18,7 @@ from typing import Any
 from faq_search.bundle.manifest import FORMAT_VERSION, Manifest, now_iso
 from faq_search.encoding.settings import EncoderIdentity, EncoderSettings
 from faq_search.errors import BundleError, InputError
+from faq_search.index.confidence import ConfidenceModel
 from faq_search.index.lexical import HybridSettings
 from faq_search.index.store import IndexType
 
@@ -33,8 +34,9 @@ class IndexManifest:
     vector_count: int
     fields: tuple[str, ...]  # the embedded fields: ("answer",) or ("question", "answer")
     index_type: IndexType = IndexType.FLAT
-    min_score: float | None = None
+    min_score: float | None = None  # a confidence threshold in [0, 1]
     hybrid: HybridSettings = field(default_factory=lambda: HybridSettings(weight=0.0))  # weight 0: dense only
+    confidence: ConfidenceModel | None = None  # fitted by `faq-search calibrate`; None: the shipped model
     adaptation: Mapping[str, Any] | None = None  # base model, settings and scores of `faq-search adapt`, if run
     source: str | None = None
     created: str = field(default_factory=now_iso)
@@ -55,6 +57,10 @@ class IndexManifest:
             raise BundleError(
                 f"{prefix}the manifest's encoder or hybrid settings are unusable ({exc}); rebuild it"
             ) from None
+        try:
+            model = None if manifest.confidence is None else ConfidenceModel.from_dict(manifest.confidence)
+        except InputError as exc:
+            raise BundleError(f"{prefix}{exc}") from None
         return cls(
             identity=identity,
             settings=settings,
@@ -65,6 +71,7 @@ class IndexManifest:
             index_type=index_type,
             min_score=manifest.min_score,
             hybrid=hybrid,
+            confidence=model,
             adaptation=manifest.adaptation,
             source=manifest.source,
             created=manifest.created,
@@ -85,6 +92,7 @@ class IndexManifest:
             index_type=self.index_type.value,
             min_score=self.min_score,
             hybrid=self.hybrid.to_dict() if self.hybrid.enabled else None,
+            confidence=None if self.confidence is None else self.confidence.to_dict(),
             adaptation=self.adaptation,
             source=self.source,
             created=self.created,

@@ -1,31 +1,32 @@
-"""Scoring: exact dense scores, the best row per entry, top-k, and fusion with BM25.
+"""Scoring: exact dense scores, the best row per entry, candidate pools, and the confident ranking.
 
-One module for every way an index ranks: :func:`dense_search` (the store's own
-search, exact or approximate) and :func:`hybrid_search` (dense cosines fused
-with BM25: exact over every entry for a flat index, over a dense candidate
-pool for an approximate one). An entry may own several rows (questions,
-answer, windows of a long answer); its dense score is always the best of
-them (:func:`best_row_scores`), so an entry is ranked once.
+One module for how an index ranks: :func:`confident_search`, what ``ask``
+serves. With BM25 evidence, each question's candidate :class:`Pool` (the
+dense top-``POOL``: exact for a flat index, the store's own for HNSW/IVF) is
+ranked by cosine plus the share of BM25 among the candidates; dense only, by
+cosine. Either way the confidence model (:mod:`.confidence`) scores it.
+An entry may own several rows (questions, answer,
+windows of a long answer); its dense score is always the best of them
+(:func:`best_row_scores`), so an entry is ranked once.
 
 What it is not: the place that decides *what* is embedded (:mod:`.rows`) or
-how scores are calibrated into a threshold (``faq_search.quality``).
+how the confidence model is fitted (:mod:`.confidence`, ``faq-search calibrate``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from faq_search.index.lexical import fuse
+from faq_search.index.confidence import POOL, ConfidenceModel, candidate_pool, features
+from faq_search.index.pool_lexical import PoolLexicon
 from faq_search.index.records import Ranked
 from faq_search.index.store import VectorStore
-
-ANN_POOL = 100
-"""Dense candidates fused with BM25 per question on an approximate index (at least ``k``)."""
 
 
 def entry_starts(sorted_row_entry: np.ndarray, entry_count: int) -> np.ndarray:
@@ -75,57 +76,111 @@ class DenseLayout:
         return int(self.order[start + int(np.argmax(row_scores[start : self.ends[entry]]))])
 
 
-def dense_search(store: VectorStore, vectors: np.ndarray, k: int) -> list[list[Ranked]]:
-    """The store's own search (exact or approximate), cosine only."""
-    return [
-        [Ranked(hit.entry, hit.score, hit.score, None, hit.row) for hit in hits] for hits in store.search(vectors, k)
-    ]
+@dataclass(frozen=True)
+class Pool:
+    """One question's candidates, best cosine first: entry positions, cosines, pool BM25, best store rows.
 
-
-def hybrid_search(
-    vectors: np.ndarray, lexical: np.ndarray, weight: float, k: int, layout: DenseLayout | None, store: VectorStore
-) -> list[list[Ranked]]:
-    """Dense cosines fused with BM25 scores (``lexical`` [q, entries]).
-
-    With a ``layout`` (a flat index) every entry is scored exactly; without
-    one, a pool of the store's :data:`ANN_POOL` best entries per question is.
+    ``lexical`` is the BM25 among the candidates themselves (:mod:`.pool_lexical`), all zero without
+    fusion. ``rows`` is filled for an approximate store; a flat one finds the best row on demand
+    (:meth:`row`), as only the few matches handed out need it.
     """
-    if layout is None:
-        return _fused_pools(vectors, lexical, weight, k, store)
-    dense, row_scores = layout.scores(vectors)
-    fused = fuse(dense, lexical, weight)
+
+    entries: np.ndarray  # int64
+    cosine: np.ndarray  # float64
+    lexical: np.ndarray  # float64
+    rows: np.ndarray | None = None
+    row_scores: np.ndarray | None = None  # a flat index: this question's scores of every row, layout order
+    layout: DenseLayout | None = None
+
+    def row(self, position: int) -> int:
+        """The store row that matched best for the candidate at ``position``."""
+        if self.rows is not None:
+            return int(self.rows[position])
+        if self.layout is None or self.row_scores is None:
+            raise ValueError("a pool holds either its rows or a flat layout")  # never raised: pools() sets one
+        return self.layout.best_row(self.row_scores, int(self.entries[position]))
+
+
+def pools(
+    vectors: np.ndarray,
+    questions: Sequence[str],
+    size: int,
+    layout: DenseLayout | None,
+    store: VectorStore,
+    lexicon: PoolLexicon | None,
+) -> list[Pool]:
+    """Each question's ``size`` best entries by cosine, with the BM25 among them (``lexicon`` None: zeros).
+
+    With a ``layout`` (a flat index) the pool is exact; otherwise it is the
+    store's own (approximate) search. Either way, for the same candidates the
+    numbers are the same, so a confidence does not depend on the index type.
+    """
+    out: list[Pool] = []
+    if layout is not None:
+        dense, row_scores = layout.scores(vectors)
+        for q in range(len(vectors)):
+            entries = candidate_pool(dense[q], size)
+            cosine = dense[q, entries].astype(np.float64)
+            out.append(Pool(entries, cosine, _pool_bm25(lexicon, questions[q], entries), None, row_scores[q], layout))
+        return out
+    for q, hits in enumerate(store.search(vectors, size)):
+        entries = np.array([hit.entry for hit in hits], dtype=np.int64)
+        cosine = np.array([hit.score for hit in hits], dtype=np.float64)
+        rows = np.array([hit.row for hit in hits], dtype=np.int64)
+        out.append(Pool(entries, cosine, _pool_bm25(lexicon, questions[q], entries), rows))
+    return out
+
+
+def _pool_bm25(lexicon: PoolLexicon | None, question: str, entries: np.ndarray) -> np.ndarray:
+    if lexicon is None or not len(entries):
+        return np.zeros(len(entries))
+    return lexicon.scores(question, entries.tolist(), POOL)
+
+
+def confident_search(
+    vectors: np.ndarray,
+    questions: Sequence[str],
+    k: int,
+    *,
+    model: ConfidenceModel,
+    layout: DenseLayout | None,
+    store: VectorStore,
+    lexicon: PoolLexicon | None,
+    lexical: np.ndarray | None,
+) -> list[list[Ranked]]:
+    """The ``k`` best entries per question with their confidence (:mod:`.confidence`) as the score.
+
+    With fusion (``lexicon`` given) the candidates are each question's dense
+    top-``max(k, POOL)`` and rank by cosine plus the pool BM25's share;
+    ``lexical`` [q, entries] is the FAQ-wide BM25 reported in ``Match.lexical``.
+    Dense only (``lexicon`` None): the ranking is the cosine's, the candidates
+    only the ``max(k, 2)`` the margin needs, and the model sees no lexical
+    evidence (see :func:`faq_search.index.confidence.features`).
+    """
+    size = max(k, POOL) if lexicon is not None else max(k, 2)
     out: list[list[Ranked]] = []
-    for q in range(len(vectors)):
+    for q, pool in enumerate(pools(vectors, questions, size, layout, store, lexicon)):
+        positions, confidences = model.rank(pool.cosine, pool.lexical, k)
         out.append(
             [
                 Ranked(
-                    entry,
-                    float(fused[q, entry]),
-                    float(dense[q, entry]),
-                    float(lexical[q, entry]),
-                    layout.best_row(row_scores[q], entry),
+                    int(pool.entries[i]),
+                    conf,
+                    float(pool.cosine[i]),
+                    None if lexical is None else float(lexical[q, pool.entries[i]]),
+                    pool.row(i),
                 )
-                for entry in top_k(fused[q], k).tolist()
+                for i, conf in zip(positions.tolist(), confidences.tolist(), strict=True)
             ]
         )
     return out
 
 
-def _fused_pools(
-    vectors: np.ndarray, lexical: np.ndarray, weight: float, k: int, store: VectorStore
-) -> list[list[Ranked]]:
-    out: list[list[Ranked]] = []
-    for q, pool in enumerate(store.search(vectors, max(k, ANN_POOL))):
-        entries = np.array([hit.entry for hit in pool], dtype=np.int64)
-        dense_pool = np.array([[hit.score for hit in pool]], dtype=np.float32)
-        fused = fuse(dense_pool, lexical[q : q + 1, entries], weight)[0]
-        out.append(
-            [
-                Ranked(pool[i].entry, float(fused[i]), pool[i].score, float(lexical[q, pool[i].entry]), pool[i].row)
-                for i in top_k(fused, k)
-            ]
-        )
-    return out
+def ranked_features(pool: Pool, fusion_weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(entries, features)`` of one pool in ranking order: what ``calibrate`` fits the model on."""
+    rows = features(pool.cosine, pool.lexical, fusion_weight)
+    order = np.lexsort((np.arange(len(rows)), -rows[:, 0]))
+    return pool.entries[order], rows[order]
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:

@@ -19,7 +19,7 @@ class Ranked:
     """One ranked entry before it is dressed as a :class:`Match`: positions in the index, not records."""
 
     entry: int  # the entry's position in the index
-    score: float  # what ranks: the cosine, or the fused score with lexical fusion
+    score: float  # the confidence (see faq_search.index.confidence)
     cosine: float
     lexical: float | None  # raw BM25 score; None without fusion
     row: int  # the store row that matched best (says which field matched)
@@ -29,11 +29,12 @@ class Ranked:
 class Match:
     """One ranked answer.
 
-    ``score`` ranks the matches and is what ``min_score`` applies to: the cosine
-    of the best-matching field, plus the BM25 evidence when hybrid fusion is on
-    (see :mod:`faq_search.index.lexical`). ``cosine`` is the dense part alone and
-    ``lexical`` the raw BM25 score (None without fusion). ``field`` says which
-    text matched best: ``question`` or ``answer``.
+    ``score`` is the confidence, in [0, 1]: the estimated probability that this
+    entry answers the question (:mod:`faq_search.index.confidence`), and what
+    ``min_score`` applies to; it never increases down the ranking. ``cosine``
+    is the dense evidence (the best-matching field's cosine) and ``lexical`` the
+    FAQ-wide raw BM25 score (None without fusion). ``field`` says which text
+    matched best: ``question`` or ``answer``.
     """
 
     entry: FaqEntry
@@ -52,6 +53,7 @@ class Match:
             "lexical": None if self.lexical is None else round(self.lexical, 6),
             "field": self.field,
             "id": self.entry.id,
+            "ids": list(self.entry.ids),
             "question": self.entry.question,
             "answer": self.entry.answer,
             "metadata": dict(self.entry.metadata),

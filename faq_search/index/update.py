@@ -54,8 +54,10 @@ def update_bundle(
     for the report). The returned index's ``report`` counts added, changed,
     removed and unchanged entries, and texts encoded, reused and resumed; its
     ``reuse_note`` says why the previous bundle's vectors were not used, if so.
-    A calibrated ``min_score`` is kept when the encoder and fusion settings are
-    unchanged (scores stay comparable).
+    A calibrated confidence model and ``min_score`` are kept when the encoder
+    and the lexical evidence (on/off, language) are unchanged: the features
+    they were fitted on mean the same, and a confidence does not depend on the
+    FAQ's size.
 
     ``keep_adapted``: when the bundle at ``path`` carries an adapted encoder
     (``faq-search adapt``) and no ``encoder`` is given, index with that encoder
@@ -98,11 +100,11 @@ def update_bundle(
         index.extra_files = adapted.encoder_files()
     if (
         previous is not None
-        and previous.manifest.min_score is not None
         and previous.identity == index.identity
-        and previous.hybrid == index.hybrid
-    ):
-        index.revise(min_score=previous.manifest.min_score)
+        and previous.hybrid.enabled == index.hybrid.enabled
+        and previous.hybrid.language == index.hybrid.language
+    ):  # the same evidence: the calibrated model and its threshold still apply (the threshold needs its model)
+        index.revise(min_score=previous.manifest.min_score, confidence=previous.manifest.confidence)
     if index.report is not None:
         note = problem or index.report.reuse_note
         if full and previous is not None:

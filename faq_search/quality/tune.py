@@ -1,15 +1,19 @@
 """Choosing encoder and fusion settings on labelled queries, honestly.
 
-``tune`` scores a grid of layer x pooling x embedded fields x hybrid weight
+``tune`` scores a grid of layer x pooling x embedded fields x hybrid on/off
 on the user's labelled queries. Every (layer, pooling) pair is one encoder
-run over the FAQ and the queries; fields and weights are re-scored from the
+run over the FAQ and the queries; fields and fusion are re-scored from the
 same vectors. The score it reports for "tuned" is cross-validated: the queries
 are split into folds, the settings are chosen on all but one fold and scored
 on the held-out one, so no query grades the settings it helped choose. The
 index is then built with the settings that win on all queries.
 
-Scoring is the engine's own: an entry's dense score is the max over its rows
-(questions, answer windows) and fusion is :func:`faq_search.index.lexical.fuse`.
+Scoring is the engine's own, so tune selects what ``ask`` serves: an entry's
+dense score is the max over its rows (questions, answer windows); with fusion,
+each query ranks its dense top-``POOL`` by cosine plus the share of BM25 among
+those candidates (:func:`faq_search.index.confidence.fuse`, the shipped
+model's fusion weight). A hybrid weight is only on (> 0) or off: the fusion
+weight itself belongs to the confidence model, which ``calibrate`` refits.
 """
 
 from __future__ import annotations
@@ -24,16 +28,19 @@ from faq_search.corpus import FaqEntry
 from faq_search.encoding.encoder import BertEncoder
 from faq_search.encoding.settings import EncoderSettings, Fields, LayerSpec, Pooling
 from faq_search.errors import InputError
+from faq_search.index.confidence import POOL, candidate_pool, default_model, fuse
 from faq_search.index.faq_index import ANSWER, FaqIndex, embedding_rows
-from faq_search.index.lexical import HybridSettings, LexicalIndex, entry_document, fuse
+from faq_search.index.lexical import HybridSettings, entry_document
+from faq_search.index.pool_lexical import PoolLexicon
 from faq_search.quality.metrics import reciprocal_ranks, relevance_matrix
 from faq_search.quality.queries import LabelledQuery
 
 DEFAULT_LAYERS = ("-2", "-1", "-3", "sum-last-4")
 DEFAULT_POOLINGS = (Pooling.MEAN, Pooling.MAX)
 DEFAULT_FIELDS = (Fields.QUESTION_ANSWER, Fields.ANSWER)
-DEFAULT_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
 DEFAULT_WEIGHT = HybridSettings().weight
+DEFAULT_WEIGHTS = (0.0, DEFAULT_WEIGHT)
+"""Hybrid off and on: any positive weight means on (the fusion weight lives in the confidence model)."""
 
 
 @dataclass(frozen=True)
@@ -43,10 +50,11 @@ class Candidate:
     layer: str
     pooling: Pooling
     fields: Fields
-    weight: float
+    weight: float  # 0: dense only; > 0: hybrid (every positive weight ranks the same)
 
     def label(self) -> str:
-        return f"layer {self.layer}, {self.pooling.value}, {self.fields.value}, hybrid {self.weight:g}"
+        hybrid = "on" if self.weight > 0 else "off"
+        return f"layer {self.layer}, {self.pooling.value}, {self.fields.value}, hybrid {hybrid}"
 
 
 @dataclass(frozen=True)
@@ -95,17 +103,15 @@ def tune(
     if (default.layer, default.pooling) not in pairs:
         pairs.append((default.layer, default.pooling))
     field_choices = list(dict.fromkeys(Fields(f) for f in fields)) or [Fields.QUESTION_ANSWER]
-    weight_choices = sorted(set(float(w) for w in weights) | {default.weight})
-    for weight in weight_choices:
+    for weight in weights:
         HybridSettings(weight=weight)  # validates the range
+    weight_choices = sorted({DEFAULT_WEIGHT if w > 0 else 0.0 for w in weights} | {default.weight})
 
     ids = {entry.id: i for i, entry in enumerate(entries)}
     relevant = relevance_matrix([[ids[i] for i in q.relevant if i in ids] for q in queries], len(entries))
     texts = [q.query for q in queries]
-    lexical = {
-        f: LexicalIndex(
-            [entry_document(e.questions if f is Fields.QUESTION_ANSWER else (), e.answer) for e in entries]
-        ).scores(texts)
+    lexicons = {
+        f: PoolLexicon([entry_document(e.questions if f is Fields.QUESTION_ANSWER else (), e.answer) for e in entries])
         for f in field_choices
     }
 
@@ -116,9 +122,8 @@ def tune(
     for (layer, pooling), dense in dense_by_pair.items():
         for f in field_choices:
             for weight in weight_choices:
-                rr[Candidate(layer, pooling, f, weight)] = reciprocal_ranks(
-                    fuse(dense[f], lexical[f], weight), relevant
-                )
+                ranking = dense[f] if weight <= 0 else pool_ranking(dense[f], texts, lexicons[f])
+                rr[Candidate(layer, pooling, f, weight)] = reciprocal_ranks(ranking, relevant)
 
     candidates = list(rr)
     matrix = np.stack([rr[c] for c in candidates])  # [candidates, queries]
@@ -140,6 +145,16 @@ def tune(
         fold_choices=tuple(choices),
         folds=folds,
     )
+
+
+def pool_ranking(dense: np.ndarray, queries: Sequence[str], lexicon: PoolLexicon) -> np.ndarray:
+    """``[queries, entries]`` ranking scores as ``ask`` computes them with fusion; -inf outside each pool."""
+    weight = default_model().fusion_weight
+    out = np.full(dense.shape, -np.inf)
+    for q, query in enumerate(queries):
+        pool = candidate_pool(dense[q], POOL)
+        out[q, pool] = fuse(dense[q, pool], lexicon.scores(query, pool.tolist(), POOL), weight)
+    return out
 
 
 def _cross_validate(matrix: np.ndarray, folds: int, seed: int) -> tuple[np.ndarray, list[int]]:

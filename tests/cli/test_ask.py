@@ -29,7 +29,10 @@ def test_ask_json_and_table(sample_index: Path) -> None:
     scores = [m["score"] for m in data["matches"]]
     assert scores == sorted(scores, reverse=True)
     assert len({m["id"] for m in data["matches"]}) == 3
-    assert {"id", "question", "answer", "score", "field", "metadata"} <= set(data["matches"][0])
+    assert {"id", "ids", "question", "answer", "score", "cosine", "lexical", "field", "metadata"} <= set(
+        data["matches"][0]
+    )
+    assert all(0.0 <= m["score"] <= 1.0 for m in data["matches"])
 
     table = run("ask", "how long do i have to send something back", "--index", str(sample_index), "-k", "2")
     assert table.returncode == 0
@@ -39,10 +42,10 @@ def test_ask_json_and_table(sample_index: Path) -> None:
 
 @pytest.mark.model
 def test_ask_says_when_no_answer_is_confident(sample_index: Path) -> None:
-    result = run("ask", "do you sell bicycles", "--index", str(sample_index), "--min-score", "5")
+    result = run("ask", "do you sell bicycles", "--index", str(sample_index), "--min-score", "0.99")
     assert result.returncode == 0
     assert "No confident answer" in result.stdout
     data = json.loads(
-        run("ask", "do you sell bicycles", "--index", str(sample_index), "--min-score", "5", "--json").stdout
+        run("ask", "do you sell bicycles", "--index", str(sample_index), "--min-score", "0.99", "--json").stdout
     )
     assert data["answered"] is False and data["matches"] == []

@@ -82,3 +82,22 @@ def test_index_with_column_options_and_a_model_directory(tmp_path: Path) -> None
     top = data["matches"][0]
     assert top["id"] == "r2"
     assert top["metadata"] == {"Topic": "payment"}
+
+
+@pytest.mark.model
+def test_index_merges_duplicate_answers_unless_kept_apart(tmp_path: Path) -> None:
+    faq = write(
+        tmp_path / "faq.csv",
+        "id,question,answer\n"
+        "a,Where is my parcel?,Track it with the link in your shipping email.\n"
+        "b,How do I track my order?,Track it with the link in your shipping email.\n"
+        "c,Can I pay by invoice?,Yes: choose invoice at checkout.\n",
+    )
+    merged = json.loads(run("index", str(faq), "--out", str(tmp_path / "merged"), "--json", "-q").stdout)
+    kept = json.loads(
+        run("index", str(faq), "--out", str(tmp_path / "kept"), "--keep-duplicate-answers", "--json", "-q").stdout
+    )
+    assert (merged["entry_count"], kept["entry_count"]) == (2, 3)
+    answer = json.loads(run("ask", "where is my parcel", "--index", str(tmp_path / "merged"), "--json").stdout)
+    top = answer["matches"][0]
+    assert top["ids"] == ["a", "b"] and 0.0 <= top["score"] <= 1.0 and "cosine" in top

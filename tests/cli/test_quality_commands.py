@@ -21,13 +21,14 @@ from faq_search.quality import adapt as adapt_module
 from faq_search.quality import evaluate as evaluate_module
 from faq_search.quality import tune as tune_module
 from faq_search.quality.adapt import AdaptReport
-from faq_search.quality.evaluate import Evaluation, Metrics, ThresholdRow
+from faq_search.quality.evaluate import CalibrationReport, Evaluation, Metrics, ThresholdRow
 from faq_search.quality.queries import QueryFiles
 from faq_search.quality.tune import Candidate, CandidateResult, TuneReport
 from tests.conftest import DATA
 
 EVIDENCE = Evaluation(Metrics(3, 0.5, 0.25, 0.75, 1.0, 0.6), (0.9, 0.7, 0.4), (True, False, True), (0.8,))
 ROWS = [ThresholdRow(0.5, 0.75, 0.5, 0.25)]
+REPORT = CalibrationReport(0.625, 0.9, 0.7, 0.05, 0.12, 40, 5)
 
 
 class Saved:
@@ -74,19 +75,24 @@ def test_calibrate_passes_the_target_and_reports_the_stored_threshold(
 ) -> None:
     calls: list[tuple[Any, ...]] = []
 
-    def fake(index_dir: Path, files: QueryFiles, target: float) -> tuple[Evaluation, ThresholdRow]:
-        calls.append((index_dir, files, target))
-        return EVIDENCE, ROWS[0]
+    def fake(index_dir: Path, files: QueryFiles, target: float, *, plot: Path | None = None) -> CalibrationReport:
+        calls.append((index_dir, files, target, plot))
+        return REPORT
 
     monkeypatch.setattr(evaluate_module, "calibrate_index", fake)
-    queries = DATA / "queries.csv"
-    result = invoke("calibrate", str(queries), "--index", str(tmp_path), "--target-precision", "0.8")
+    queries, negatives, plot = DATA / "queries.csv", DATA / "unanswerable.csv", tmp_path / "r.png"
+    result = invoke(
+        "calibrate", str(queries), "--index", str(tmp_path), "--target-precision", "0.8",
+        "--negatives", str(negatives), "--plot", str(plot),
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert calls == [(tmp_path, QueryFiles(queries), 0.8)]
-    assert "min_score 0.5000: precision 0.750, coverage 0.500, false-answer rate 0.250 on 1 negatives" in result.output
+    assert calls == [(tmp_path, QueryFiles(queries, negatives), 0.8, plot)]
+    assert "refitted on 40 labelled questions and 5 negatives; min_score 0.6250" in result.output
+    assert "precision 0.900, coverage 0.700, calibration error 0.050 (the model before: 0.120)" in result.output
+    assert f"plot written to {plot}" in result.output
     data = json.loads(invoke("calibrate", str(queries), "--index", str(tmp_path), "--json").output)
-    assert data == {"index": str(tmp_path), "threshold": 0.5, "precision": 0.75, "coverage": 0.5,
-                    "false_answer_rate": 0.25}  # fmt: skip
+    assert data == {"index": str(tmp_path), "threshold": 0.625, "precision": 0.9, "coverage": 0.7, "ece": 0.05,
+                    "ece_before": 0.12, "queries": 40, "negatives": 5}  # fmt: skip
 
 
 def test_a_library_error_is_one_line_and_its_exit_code(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -123,7 +129,7 @@ def test_tune_passes_the_grid_and_saves_the_winner(monkeypatch: pytest.MonkeyPat
     assert (options["folds"], options["seed"], options["source"], options["on_step"]) == (2, 3, "faq.csv", None)
     assert built.saved_to == [out]
     data = json.loads(result.output)
-    assert data["tuned"] == {"settings": "layer -1, max, answer, hybrid 0.25", "cross_validated_mrr_at_10": 0.7}
+    assert data["tuned"] == {"settings": "layer -1, max, answer, hybrid on", "cross_validated_mrr_at_10": 0.7}
     assert data["default"]["mrr_at_10"] == 0.6 and len(data["grid"]) == 2 and data["index"] == str(out)
 
     table = invoke("tune", str(DATA / "queries.csv"), str(DATA / "faq.csv"), "--out", str(out), "--top", "1", "-q")

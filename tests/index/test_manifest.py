@@ -12,6 +12,7 @@ from faq_search.bundle.files import MANIFEST, read_bundle
 from faq_search.bundle.manifest import SEAL
 from faq_search.encoding.settings import EncoderSettings
 from faq_search.errors import BundleError, SettingsMismatchError
+from faq_search.index import confidence
 from faq_search.index.faq_index import FaqIndex
 from faq_search.index.lexical import HybridSettings
 from faq_search.index.manifest import IndexManifest
@@ -80,3 +81,53 @@ def test_identity_settings_and_hybrid_read_the_typed_manifest(fake_encoder: Fake
     assert index.identity is index.manifest.identity
     assert isinstance(index.settings, EncoderSettings) and index.settings is index.manifest.settings
     assert index.hybrid is index.manifest.hybrid and not index.hybrid.enabled
+
+
+def _rewrite(path: Path, **changes: object) -> None:
+    from faq_search.bundle.manifest import seal_manifest
+
+    data = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    data.update(changes)
+    (path / MANIFEST).write_bytes(seal_manifest(data))
+
+
+def test_a_version_1_threshold_is_dropped_it_was_not_a_confidence(tmp_path: Path, fake_encoder: FakeEncoder) -> None:
+    index = FaqIndex.build(ENTRIES, encoder=fake_encoder, hybrid=HybridSettings(weight=0.5))
+    index.save(tmp_path / "bundle")
+    data = json.loads((tmp_path / "bundle" / MANIFEST).read_text(encoding="utf-8"))
+    del data["confidence"], data["build"]  # a version-1 manifest has neither
+    _rewrite_from(tmp_path / "bundle", {**data, "format_version": 1, "min_score": 1.37})  # a fused score
+    old = FaqIndex.load(tmp_path / "bundle", encoder=fake_encoder)
+    assert old.manifest.min_score is None and old.manifest.confidence is None
+    assert old.confidence_model == confidence.default_model()
+    assert old.ask("when will my parcel arrive")  # no filter on the old scale
+
+
+def _rewrite_from(path: Path, data: dict[str, object]) -> None:
+    from faq_search.bundle.manifest import seal_manifest
+
+    (path / MANIFEST).write_bytes(seal_manifest(data))
+
+
+def test_a_calibrated_model_round_trips_and_scores(tmp_path: Path, fake_encoder: FakeEncoder) -> None:
+    index = FaqIndex.build(ENTRIES, encoder=fake_encoder, hybrid=HybridSettings(weight=0.5))
+    before = index.ask("when will my parcel arrive", k=2, min_score=0.0)
+    model = confidence.ConfidenceModel((2.0, 1.0), -1.0, fitted_on="test")
+    index.revise(confidence=model, min_score=0.5)
+    index.save(tmp_path / "bundle")
+    loaded = FaqIndex.load(tmp_path / "bundle", encoder=fake_encoder)
+    assert loaded.manifest.confidence == model and loaded.confidence_model == model
+    after = loaded.ask("when will my parcel arrive", k=2, min_score=0.0)
+    assert [m.entry.id for m in after] == [m.entry.id for m in before]  # the model scores, it does not rerank
+    assert [m.score for m in after] != [m.score for m in before]
+    (_, rows), *_ = loaded.candidate_features(["when will my parcel arrive"])
+    assert [m.score for m in after] == pytest.approx(model.predict(rows[:2]).tolist())
+    loaded.upsert([dataclasses.replace(ENTRIES[0], answer="Parcels ship within two days.")])
+    assert loaded.manifest.confidence == model and loaded.manifest.min_score == 0.5  # kept through an update
+
+
+def test_an_unreadable_confidence_model_is_a_bundle_error(tmp_path: Path, fake_encoder: FakeEncoder) -> None:
+    FaqIndex.build(ENTRIES, encoder=fake_encoder).save(tmp_path / "bundle")
+    _rewrite(tmp_path / "bundle", confidence={"version": 1, "kind": "logistic", "features": ["cosine"]})
+    with pytest.raises(BundleError, match="run faq-search calibrate again"):
+        FaqIndex.load(tmp_path / "bundle", encoder=fake_encoder)

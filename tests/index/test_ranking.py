@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from faq_search.corpus import FaqEntry, read_faq
+from faq_search.index import confidence
 from faq_search.index.faq_index import FaqIndex, Match
-from faq_search.index.lexical import HybridSettings, fuse
+from faq_search.index.lexical import HybridSettings, entry_document
+from faq_search.index.pool_lexical import PoolLexicon, pool_bm25
 from faq_search.index.ranking import DenseLayout, best_row_scores, entry_starts, top_k
 from faq_search.index.store import VectorStore
 from tests.conftest import DATA, FakeEncoder
@@ -168,17 +171,25 @@ def test_the_dense_layout_scores_every_entry_by_its_best_row(seed: int) -> None:
 
 
 @pytest.mark.parametrize("index_type", ["flat", "hnsw"])
-def test_hybrid_ranking_fuses_the_brute_force_dense_scores(fake_encoder: FakeEncoder, index_type: str) -> None:
+def test_hybrid_ranking_scores_the_brute_force_evidence(fake_encoder: FakeEncoder, index_type: str) -> None:
+    """Every entry is a candidate here (fewer than the pool): rank by cosine + BM25 share, score by the model."""
     index = FaqIndex.build(ENTRIES, encoder=fake_encoder, hybrid=HybridSettings(weight=0.5), index_type=index_type)
     lexical = index.lexical.scores(QUESTIONS)
+    model = confidence.default_model()
+    lexicon = PoolLexicon([entry_document(e.questions, e.answer) for e in ENTRIES])
+    documents = [Counter(tokens) for tokens in lexicon.tokenize(lexicon.documents)]
     oracle_dense = np.array([[max(cosine(q, t) for t in (*e.questions, e.answer)) for e in ENTRIES] for q in QUESTIONS])
-    fused = fuse(oracle_dense.astype(np.float32), lexical, 0.5)
-    for q, matches in enumerate(index.ask_batch(QUESTIONS, k=len(ENTRIES))):
-        assert [m.score for m in matches] == pytest.approx(sorted(fused[q].tolist(), reverse=True), abs=1e-4)
+    for q, matches in enumerate(index.ask_batch(QUESTIONS, k=len(ENTRIES), min_score=0.0)):
+        terms = set(lexicon.tokenize([QUESTIONS[q]])[0])
+        own = pool_bm25(terms, documents, [sum(d.values()) for d in documents], confidence.POOL)
+        rows = confidence.features(oracle_dense[q], own, model.fusion_weight)
+        expected = model.predict(rows)
+        assert [m.score for m in matches] == pytest.approx(sorted(expected.tolist(), reverse=True), abs=1e-4)
         if index_type == "flat":  # exact over every entry: ties go to the earlier entry
-            assert [m.entry.id for m in matches] == [ENTRIES[i].id for i in top_k(fused[q], len(ENTRIES))]
+            assert [m.entry.id for m in matches] == [ENTRIES[i].id for i in top_k(rows[:, 0], len(ENTRIES))]
         for m in matches:
             position = ENTRIES.index(m.entry)
-            assert m.score == pytest.approx(float(fused[q, position]), abs=1e-4)
+            assert 0.0 <= m.score <= 1.0
+            assert m.score == pytest.approx(float(expected[position]), abs=1e-4)
             assert m.cosine == pytest.approx(float(oracle_dense[q, position]), abs=1e-5)
             assert m.lexical == pytest.approx(float(lexical[q, position]))

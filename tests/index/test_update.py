@@ -22,6 +22,7 @@ from faq_search.corpus import FaqEntry, read_faq
 from faq_search.encoding.settings import EncoderSettings, Fields
 from faq_search.errors import BundleError, InputError
 from faq_search.index.cache import EmbeddingCache
+from faq_search.index.confidence import ConfidenceModel
 from faq_search.index.faq_index import FaqIndex, Match, compare_entries, text_digest
 from faq_search.index.lexical import HybridSettings
 from faq_search.index.update import update_bundle
@@ -251,10 +252,13 @@ def test_update_bundle_full_reembeds_everything(tmp_path: Path) -> None:
 def test_update_bundle_keeps_a_calibrated_threshold_only_for_the_same_encoder(tmp_path: Path) -> None:
     path = tmp_path / "bundle"
     index = update_bundle(path, base_entries(), encoder=FakeEncoder())
-    index.set_min_score(0.4)
+    model = ConfidenceModel((3.0, 2.0), -2.0, fitted_on="test")
+    index.revise(min_score=0.4, confidence=model)
     index.save(path)
-    assert update_bundle(path, edited(base_entries()), encoder=FakeEncoder()).manifest.min_score == 0.4
-    assert update_bundle(path, base_entries(), encoder=FakeEncoder(name="other")).manifest.min_score is None
+    kept = update_bundle(path, edited(base_entries()), encoder=FakeEncoder()).manifest
+    assert (kept.min_score, kept.confidence) == (0.4, model)  # the threshold travels with its model
+    other = update_bundle(path, base_entries(), encoder=FakeEncoder(name="other")).manifest
+    assert (other.min_score, other.confidence) == (None, None)
 
 
 def test_update_bundle_over_a_damaged_bundle_rebuilds_it(tmp_path: Path) -> None:

@@ -1,4 +1,7 @@
-"""Hybrid fusion, thresholds, calibration, and the evidence an evaluation collects."""
+"""BM25, thresholds, calibration (the threshold and the refitted confidence model), and evaluation evidence.
+
+The brute-force oracle of the served ranking is in tests/index/test_confidence.py and test_ranking.py.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ import numpy as np
 import pytest
 
 from faq_search.corpus import FaqEntry, read_faq
-from faq_search.encoding.settings import Fields
 from faq_search.errors import InputError
 from faq_search.index.faq_index import FaqIndex
 from faq_search.index.lexical import HybridSettings, LexicalIndex, entry_document, fuse
@@ -25,7 +27,7 @@ ENTRIES = [
 ]
 
 
-# -- fusion ------------------------------------------------------------------
+# -- the former FAQ-wide fusion (benchmarks compare the confidence with it) -------------------
 
 
 def test_fuse_with_weight_zero_is_the_dense_score() -> None:
@@ -67,40 +69,18 @@ def test_hybrid_settings_validate() -> None:
     assert HybridSettings.from_dict(None).enabled is False
 
 
-@pytest.mark.parametrize("weight", [0.25, 0.5, 2.0])
-@pytest.mark.parametrize("fields", [Fields.QUESTION_ANSWER, Fields.ANSWER])
-def test_hybrid_ask_equals_a_brute_force_oracle(weight: float, fields: Fields) -> None:
-    encoder = FakeEncoder()
-    index = FaqIndex.build(ENTRIES, encoder=encoder, fields=fields, hybrid=HybridSettings(weight=weight))
-    questions = ["is the zebra umbrella back", "paypal payment", "free returns", "nothing in common here"]
-    with_questions = fields is Fields.QUESTION_ANSWER
-    for question, matches in zip(questions, index.ask_batch(questions, k=3), strict=True):
-        query = encoder.encode([question])[0]
-        dense = np.array(
-            [
-                max(float(query @ v) for v in encoder.encode([*(e.questions if with_questions else ()), e.answer]))
-                for e in ENTRIES
-            ]
-        )
-        lexical = LexicalIndex([entry_document(e.questions if with_questions else (), e.answer) for e in ENTRIES])
-        fused = fuse(dense[None], lexical.scores([question]), weight)[0]
-        expected = np.argsort(-fused, kind="stable")[:3]
-        assert [m.entry.id for m in matches] == [ENTRIES[i].id for i in expected]
-        for match, i in zip(matches, expected, strict=True):
-            assert match.score == pytest.approx(float(fused[i]), abs=1e-5)
-            assert match.cosine == pytest.approx(float(dense[i]), abs=1e-5)
-            assert match.lexical is not None
-
-
 def test_hybrid_settings_are_stored_and_used_after_load(tmp_path: Path) -> None:
     index = FaqIndex.build(ENTRIES, encoder=FakeEncoder(), hybrid=HybridSettings(weight=0.75))
     index.save(tmp_path / "idx")
     loaded = FaqIndex.load(tmp_path / "idx", encoder=FakeEncoder())
-    assert loaded.manifest.to_dict()["hybrid"] is not None and loaded.hybrid.weight == 0.75
+    assert loaded.manifest.hybrid.weight == 0.75
     assert [m.to_dict() for m in loaded.ask("zebra umbrella")] == [m.to_dict() for m in index.ask("zebra umbrella")]
     dense_only = FaqIndex.build(ENTRIES, encoder=FakeEncoder(), hybrid=HybridSettings(weight=0))
-    assert dense_only.manifest.to_dict()["hybrid"] is None and not dense_only.hybrid.enabled
-    assert all(m.lexical is None and m.score == m.cosine for m in dense_only.ask("zebra umbrella"))
+    assert not dense_only.manifest.hybrid.enabled and dense_only.manifest.to_dict()["hybrid"] is None
+    matches = dense_only.ask("zebra umbrella", k=5, min_score=0.0)
+    assert all(m.lexical is None and 0.0 <= m.score <= 1.0 for m in matches)
+    assert [m.cosine for m in matches] == sorted((m.cosine for m in matches), reverse=True)  # ranked by cosine
+    assert matches[0].score > matches[1].score
 
 
 # -- metrics, thresholds, calibration ---------------------------------------------
@@ -140,3 +120,29 @@ def test_run_on_the_sample_faq_with_the_fake_encoder() -> None:
     assert len(evaluation.top_scores) == 60 and len(evaluation.negative_scores) == 15
     assert 0.0 < evaluation.metrics.mrr_at_10 <= 1.0
     assert evaluation.metrics.recall_at_1 <= evaluation.metrics.recall_at_5 <= evaluation.metrics.recall_at_10
+
+
+def test_calibrate_index_stores_a_refitted_model_and_threshold_that_ask_uses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from faq_search.index import faq_index as faq_index_module
+    from faq_search.quality.evaluate import calibrate_index
+    from faq_search.quality.queries import QueryFiles
+
+    FaqIndex.build(read_faq(DATA / "faq.csv"), encoder=FakeEncoder()).save(tmp_path / "idx")
+    load = FaqIndex.load
+    monkeypatch.setattr(faq_index_module.FaqIndex, "load", lambda path, **_: load(path, encoder=FakeEncoder()))
+    files = QueryFiles(DATA / "queries.csv", DATA / "unanswerable.csv")
+    report = calibrate_index(tmp_path / "idx", files, 0.3, plot=tmp_path / "reliability.png")
+    assert (report.queries, report.negatives) == (60, 15)
+    assert 0.0 < report.coverage <= 1.0 and 0.0 <= report.ece <= 1.0
+    assert (tmp_path / "reliability.png").stat().st_size > 0
+    loaded = FaqIndex.load(tmp_path / "idx", encoder=FakeEncoder())
+    assert loaded.manifest.min_score == report.threshold
+    model = loaded.manifest.confidence
+    assert model is not None and model.fitted_on == "60 labelled questions" and model.is_monotone()
+    matches = loaded.ask("where is my parcel", k=3, min_score=0.0)
+    (entries, rows), *_ = loaded.candidate_features(["where is my parcel"])
+    assert [m.entry.id for m in matches] == [loaded.entries[e].id for e in entries[:3]]
+    assert [m.score for m in matches] == pytest.approx(model.predict(rows[:3]).tolist(), abs=1e-6)
+    assert all(m.score >= report.threshold for m in loaded.ask("where is my parcel", k=3))

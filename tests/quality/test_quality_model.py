@@ -102,9 +102,9 @@ def test_tune_reports_default_and_held_out_scores_and_writes_the_index(tmp_path:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["default"]["settings"] == "layer -2, mean, question+answer, hybrid 0.5"
+    assert data["default"]["settings"] == "layer -2, mean, question+answer, hybrid on"
     assert 0 < data["tuned"]["cross_validated_mrr_at_10"] <= 1
-    assert len(data["grid"]) == 2 * 1 * 2 * 2  # layers x poolings x fields x weights
+    assert len(data["grid"]) == 2 * 1 * 2 * 2  # layers x poolings x fields x hybrid on/off
     best = data["grid"][0]["settings"]
     info = json.loads(run("info", "--index", str(out), "--json").stdout)
     layer = best.split(",")[0].removeprefix("layer ")

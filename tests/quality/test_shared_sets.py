@@ -20,14 +20,16 @@ from tests.conftest import shared_set
 
 pytestmark = pytest.mark.model
 
-STACKFAQ_MRR_AT_10 = 0.905
-"""MRR@10 of the default index on stackfaq (1,249 queries): ``benchmarks/core_stackfaq.py``, 2026-12-01."""
-COVIDFAQ_JHU_MRR_AT_10 = 0.801
+STACKFAQ_MRR_AT_10 = 0.896
+"""MRR@10 of the default index on stackfaq (1,249 queries): ``benchmarks/core_stackfaq.py``, 2026-12-01. Lower than
+the 0.905 of the former FAQ-wide z-score fusion: the confidence ranks each question's dense top-100 by cosine plus
+the share of BM25 among them, a threshold that keeps its meaning as the FAQ grows (issue 13)."""
+COVIDFAQ_JHU_MRR_AT_10 = 0.817
 """MRR@10 of the default index on covidfaq_jhu (1,037 queries): ``core_stackfaq.py --set covidfaq_jhu``, 2026-12-01."""
 NOISE_MARGIN = 0.01
 """Room for float noise across CPUs. The precision is chosen per CPU (bf16 where it is native, else fp32), and the
-two differ by 0.001 at most here (``core_stackfaq.py --precision fp32``: 0.904 and 0.801). Ten times that leaves
-room for other CPUs' kernels and still catches a real regression."""
+two differed by 0.001 at most here (``core_stackfaq.py --precision fp32``, measured with the former fusion). Ten
+times that leaves room for other CPUs' kernels and still catches a real regression."""
 
 EXPECTED_MRR_AT_10 = {"stackfaq": STACKFAQ_MRR_AT_10, "covidfaq_jhu": COVIDFAQ_JHU_MRR_AT_10}
 
@@ -64,7 +66,7 @@ def test_delete_facebook_account_ranks_first(stackfaq_index: FaqIndex) -> None:
 def test_default_settings_keep_todays_quality(name: str, request: pytest.FixtureRequest) -> None:
     index: FaqIndex = request.getfixturevalue(f"{name}_index")
     assert index.hybrid.enabled and index.manifest.fields == ("question", "answer")  # the defaults, as `index` builds
-    queries = read_queries(shared_set(name) / "queries.csv", known_ids=[e.id for e in index.entries])
+    queries = read_queries(shared_set(name) / "queries.csv", known_ids=[i for e in index.entries for i in e.ids])
     metrics = evaluate(index, queries)
     assert metrics.queries == len(queries) > 50
     floor = EXPECTED_MRR_AT_10[name] - NOISE_MARGIN
