@@ -32,7 +32,10 @@ Layer = Annotated[str, typer.Option(help=LAYER_HELP)]
 PrecisionChoice = Annotated[Precision, typer.Option(help="auto = bf16 where the CPU has native bf16, else fp32.")]
 PoolingChoice = Annotated[Pooling, typer.Option(help="How token vectors become one vector.")]
 HybridWeight = Annotated[
-    float, typer.Option(min=0.0, max=10.0, help="Weight of BM25 fused into the dense score; 0 = dense only.")
+    float,
+    typer.Option(
+        min=0.0, max=10.0, help="BM25 evidence in the ranking and the confidence: > 0 on, 0 = dense only (cosine)."
+    ),
 ]
 EncoderModel = Annotated[
     str, typer.Option(help="Encoder: 'default' (bundled all-MiniLM-L6-v2), a model directory, or a cached hub id.")

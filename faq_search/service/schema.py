@@ -45,14 +45,18 @@ class AskRequest(_Body):
     question: Text = Field(description="The customer's question.")
     k: Count = Field(5, ge=1, le=MAX_K, description="How many answers to return.")
     min_score: float | None = Field(
-        None, allow_inf_nan=False, description="Leave out answers scoring below this (default: the index's threshold)."
+        None,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="Leave out answers whose confidence is below this (default: the index's calibrated threshold).",
     )
 
 
 class AskBatchRequest(_Body):
     questions: list[Text] = Field(min_length=1, max_length=MAX_TEXTS)
     k: Count = Field(5, ge=1, le=MAX_K)
-    min_score: float | None = Field(None, allow_inf_nan=False)
+    min_score: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
 
 
 class EmbedRequest(_Body):

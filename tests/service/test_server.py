@@ -110,9 +110,10 @@ def test_ask_returns_the_same_json_as_ask_cli(client: TestClient, bundle: Path, 
 
 def test_k_and_min_score(client: TestClient) -> None:
     assert len(client.post("/ask", json={"question": PARCEL, "k": 1}).json()["matches"]) == 1
-    data = client.post("/ask", json={"question": "do you sell bicycles", "min_score": 5}).json()
-    assert data == {"question": "do you sell bicycles", "answered": False, "min_score": 5, "matches": []}
-    low = client.post("/ask", json={"question": PARCEL, "k": 100, "min_score": -1}).json()
+    data = client.post("/ask", json={"question": "do you sell bicycles", "min_score": 1}).json()
+    assert data == {"question": "do you sell bicycles", "answered": False, "min_score": 1, "matches": []}
+    assert client.post("/ask", json={"question": PARCEL, "min_score": 1.5}).status_code == 422  # a confidence
+    low = client.post("/ask", json={"question": PARCEL, "k": 100, "min_score": 0}).json()
     assert len(low["matches"]) == 48  # k beyond the FAQ's size returns every entry once
 
 

@@ -1,4 +1,4 @@
-// The search page: POST /ask with the agent's question, show the ranked answers with their scores.
+// The search page: POST /ask with the agent's question, show the ranked answers with their confidences.
 // Plain DOM, no build step. Text from the server is only ever set with textContent.
 "use strict";
 (() => {
@@ -68,7 +68,7 @@
   function render(data) {
     results.replaceChildren();
     if (!data.answered) {
-      const threshold = data.min_score === null ? "" : ` (nothing scored ${data.min_score.toFixed(2)} or more)`;
+      const threshold = data.min_score === null ? "" : ` (no answer reached confidence ${data.min_score.toFixed(2)})`;
       say(`No confident answer${threshold}. Hand the customer over to a colleague.`, "handover");
       return;
     }
