@@ -38,7 +38,8 @@ from faq_search.encoding.encoder import BertEncoder
 from faq_search.index.faq_index import FaqIndex
 from faq_search.index.lexical import HybridSettings
 from faq_search.quality.adapt import AdaptReport, AdaptSettings, adapt
-from faq_search.quality.evaluate import LabelledQuery, evaluate, read_queries
+from faq_search.quality.evaluate import evaluate
+from faq_search.quality.queries import LabelledQuery, read_queries
 
 SETS = ("stackfaq", "covidfaq_jhu")
 

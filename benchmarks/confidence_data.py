@@ -33,7 +33,7 @@ from faq_search.index.confidence import POOL, candidate_pool
 from faq_search.index.faq_index import FaqIndex
 from faq_search.index.lexical import entry_document
 from faq_search.index.pool_lexical import PoolLexicon
-from faq_search.quality.evaluate import LabelledQuery, read_queries
+from faq_search.quality.queries import LabelledQuery, read_queries
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 SETS = ("stackfaq", "covidfaq_jhu")

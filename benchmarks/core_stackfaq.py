@@ -19,7 +19,8 @@ from shared_data import add_data_option, require_sets
 
 from faq_search.corpus import read_faq
 from faq_search.index.faq_index import FaqIndex
-from faq_search.quality.evaluate import evaluate, read_queries
+from faq_search.quality.evaluate import evaluate
+from faq_search.quality.queries import read_queries
 
 
 def main() -> None:

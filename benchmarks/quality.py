@@ -43,15 +43,9 @@ from faq_search.encoding.encoder import BertEncoder, resolve_model
 from faq_search.encoding.settings import Fields
 from faq_search.index.faq_index import FaqIndex
 from faq_search.index.lexical import HybridSettings, LexicalIndex, entry_document
-from faq_search.quality.evaluate import (
-    LabelledQuery,
-    calibrate,
-    evaluate,
-    read_queries,
-    run,
-    score_ranking,
-    threshold_rows,
-)
+from faq_search.quality.evaluate import calibrate, collect_evidence, evaluate, threshold_rows
+from faq_search.quality.metrics import score_ranking
+from faq_search.quality.queries import LabelledQuery, read_queries
 from faq_search.quality.tune import tune
 
 SETS = ("stackfaq", "covidfaq_jhu")
@@ -138,9 +132,9 @@ def main() -> None:
         fit, held = order[: len(order) // 2], order[len(order) // 2 :]
         neg_fit, neg_held = neg_order[: len(neg_order) // 2], neg_order[len(neg_order) // 2 :]
         index = FaqIndex.build(entries, encoder=encoder)
-        chosen = calibrate(run(index, [queries[i] for i in fit], [negatives[i] for i in neg_fit]), 0.9)
+        chosen = calibrate(collect_evidence(index, [queries[i] for i in fit], [negatives[i] for i in neg_fit]), 0.9)
         measured = threshold_rows(
-            run(index, [queries[i] for i in held], [negatives[i] for i in neg_held]), [chosen.threshold]
+            collect_evidence(index, [queries[i] for i in held], [negatives[i] for i in neg_held]), [chosen.threshold]
         )[0]
         print(
             f"  confidence threshold for 90% precision (defaults, shipped model; chosen on half the queries + half "

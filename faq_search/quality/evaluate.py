@@ -25,7 +25,7 @@ import numpy as np
 
 from faq_search.errors import InputError
 from faq_search.quality.metrics import score_ranking
-from faq_search.quality.queries import LabelledQuery, QueryFiles, read_queries, read_questions
+from faq_search.quality.queries import LabelledQuery, QueryFiles
 
 if TYPE_CHECKING:
     from faq_search.index.faq_index import FaqIndex
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 __all__ = [
     "CalibrationReport",
     "Evaluation",
-    "LabelledQuery",
     "Metrics",
     "ThresholdRow",
     "calibrate",
@@ -43,10 +42,6 @@ __all__ = [
     "evaluate",
     "evaluate_index",
     "plot_thresholds",
-    "read_queries",
-    "read_questions",
-    "run",
-    "score_ranking",
     "threshold_rows",
 ]
 
@@ -333,6 +328,3 @@ def plot_reliability(
     figure.savefig(out)
     plt.close(figure)
     return out
-
-
-run = collect_evidence  # the former name, still imported by benchmarks/quality.py

@@ -18,7 +18,7 @@ from faq_search.index.confidence import ConfidenceModel, expected_calibration_er
 from faq_search.index.faq_index import FaqIndex
 from faq_search.index.lexical import entry_document
 from faq_search.index.pool_lexical import PoolLexicon, pool_bm25
-from faq_search.quality.evaluate import read_queries
+from faq_search.quality.queries import read_queries
 from tests.conftest import DATA, FakeEncoder
 
 

@@ -15,7 +15,8 @@ import pytest
 
 from faq_search.encoding.encoder import BertEncoder
 from faq_search.index.faq_index import FaqIndex
-from faq_search.quality.evaluate import evaluate, read_queries
+from faq_search.quality.evaluate import evaluate
+from faq_search.quality.queries import read_queries
 from tests.conftest import shared_set
 
 pytestmark = pytest.mark.model
