@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -24,11 +24,18 @@ from faq_search.cli.options import (
     Threads,
 )
 from faq_search.encoding.settings import Fields, Pooling, Precision
+from faq_search.index.ray_build import Engine
 from faq_search.index.store import IndexType
 
 
 def index(
-    file: Annotated[Path, typer.Argument(help="FAQ file: .csv, .tsv, .json, .jsonl, .parquet or .xlsx.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="FAQ file: .csv, .tsv, .json, .jsonl, .parquet or .xlsx; with --engine ray also a directory "
+            "or a glob of shards."
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Bundle directory to write (replaced atomically).")] = (
         DEFAULT_INDEX
     ),
@@ -88,6 +95,20 @@ def index(
         bool,
         typer.Option("--full", help="Re-embed every text, even those the bundle at --out already has vectors for."),
     ] = False,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="Where the encoder runs: local (this process) or ray (an actor pool on a Ray cluster; needs "
+            "pip install 'faq-search[ray]'). Both write the same bundle."
+        ),
+    ] = Engine.LOCAL,
+    address: Annotated[
+        str | None,
+        typer.Option(help="With --engine ray: the cluster ('auto', ray://host:10001, host:6379); default a local one."),
+    ] = None,
+    actors: Annotated[
+        int | None, typer.Option(min=1, help="With --engine ray: encoder actors (default: one per cluster CPU).")
+    ] = None,
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -100,19 +121,26 @@ def index(
     from faq_search.index.lexical import HybridSettings
     from faq_search.index.update import update_bundle
 
-    entries = read_faq(
-        file, answer_column=answer_column, question_column=question_column or None, id_column=id_column,
-        file_format=file_format, keep_duplicate_answers=keep_duplicate_answers,
-    )  # fmt: skip
     settings = EncoderSettings(
         model=model or "default", layer=layer, pooling=pooling, include_special=special, max_seq_len=max_seq_len,
         precision=precision,
     )  # fmt: skip
-    built = update_bundle(
-        out, entries, settings=settings, fields=fields, hybrid=HybridSettings(weight=hybrid_weight),
-        index_type=index_type.value, batch_size=batch_size, threads=threads, progress=not quiet,
-        source_name=file.name, full=full, keep_adapted=model is None,
+    options: dict[str, Any] = dict(
+        settings=settings, fields=fields, hybrid=HybridSettings(weight=hybrid_weight), index_type=index_type.value,
+        batch_size=batch_size, threads=threads, progress=not quiet, source_name=file.name, full=full,
+        keep_adapted=model is None,
     )  # fmt: skip
+    if engine is Engine.RAY:
+        from faq_search.index.ray_build import ReadOptions, index_on_ray
+
+        read = ReadOptions(answer_column, question_column or None, id_column, file_format, keep_duplicate_answers)
+        built = index_on_ray(out, file, read=read, address=address, actors=actors, **options)
+    else:
+        entries = read_faq(
+            file, answer_column=answer_column, question_column=question_column or None, id_column=id_column,
+            file_format=file_format, keep_duplicate_answers=keep_duplicate_answers,
+        )  # fmt: skip
+        built = update_bundle(out, entries, **options)
     report, manifest = built.report, built.manifest
     if report is not None and report.reuse_note and not as_json:
         typer.echo(f"faq-search: note: {report.reuse_note}", err=True)

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -38,7 +38,31 @@ if TYPE_CHECKING:
     from faq_search.index.faq_index import FaqIndex
 
 CACHE_CHUNK = 128
-"""Texts encoded between two writes to a resume cache: the most work a kill can lose."""
+"""Most texts per encoder call, and so between two writes to a resume cache: the most work a kill can lose.
+
+Every build cuts its length groups into pieces of this size, with or without a cache and on any engine, so
+the encoder sees the same calls (the same batches) everywhere: in bf16 a vector does depend on how many texts
+share its forward pass, and equal calls make a local and a Ray build byte-identical.
+"""
+
+
+class EncodeEngine(Protocol):
+    """Where the encoder calls of a build run: in this process (:class:`LocalEngine`) or on a cluster.
+
+    ``encode_units`` gets the texts of each encoder call (a *unit*) and yields ``(unit index, vectors)``
+    as units finish, in any order: the caller places vectors by unit, never by arrival.
+    """
+
+    def encode_units(self, encoder: Encoder, units: Sequence[Sequence[str]]) -> Iterator[tuple[int, np.ndarray]]: ...
+
+
+class LocalEngine:
+    """Encoder calls in this process, one after the other, with the encoder the build was given."""
+
+    def encode_units(self, encoder: Encoder, units: Sequence[Sequence[str]]) -> Iterator[tuple[int, np.ndarray]]:
+        for position, texts in enumerate(units):
+            yield position, encoder.encode(list(texts))
+
 
 _EXACT_STORAGE = ("IndexFlat", "IndexFlatIP", "IndexFlatL2", "IndexHNSWFlat", "IndexIVFFlat")
 """FAISS index classes that give back stored vectors exactly, so they can be reused."""
@@ -69,6 +93,7 @@ def build_index(
     progress: bool = False,
     reuse: FaqIndex | None = None,
     cache: EmbeddingCache | None = None,
+    engine: EncodeEngine | None = None,
 ) -> Built:
     """Embed an FAQ (see :meth:`faq_search.index.faq_index.FaqIndex.build`, which documents the options)."""
     started = time.perf_counter()
@@ -89,7 +114,7 @@ def build_index(
             where[digest] = len(unique)
             unique.append(text)
     known, reuse_note = reusable_vectors(reuse, encoder, precision)
-    vectors, counts = embed_unique(encoder, unique, list(where), known, cache, progress)
+    vectors, counts = embed_unique(encoder, unique, list(where), known, cache, progress, engine)
     store = VectorStore.build(vectors[[where[d] for d in digests]], row_entry, row_field, kind)
     manifest = IndexManifest(
         identity=encoder.identity,
@@ -172,13 +197,15 @@ def embed_unique(
     known: Mapping[str, np.ndarray],
     cache: EmbeddingCache | None,
     progress: bool,
+    engine: EncodeEngine | None = None,
 ) -> tuple[np.ndarray, tuple[int, int, int]]:
     """Vectors for distinct texts: known ones reused, cached ones resumed, the rest encoded.
 
     Returns the vectors and (encoded, reused, resumed) counts. What is encoded
     goes to the encoder in groups of equal token length (no padding, so a
-    vector depends on its text only) and, with a cache, to the cache every
-    :data:`CACHE_CHUNK` texts.
+    vector depends on its text only), at most :data:`CACHE_CHUNK` per call, run
+    by ``engine`` (this process by default); with a cache, vectors go to the
+    cache every :data:`CACHE_CHUNK` texts, as they arrive.
     """
     out = np.zeros((len(texts), encoder.dimension), dtype=np.float32)
     cached = cache.load() if cache is not None else {}
@@ -195,10 +222,12 @@ def embed_unique(
             todo.append(position)
     bar = progress_bar(len(todo), progress)
     pending: list[int] = []
+    units = [[todo[i] for i in group] for group in encode_groups(encoder, [texts[i] for i in todo], CACHE_CHUNK)]
+    runner = engine if engine is not None else LocalEngine()
     try:
-        for group in encode_groups(encoder, [texts[i] for i in todo], piece=CACHE_CHUNK if cache else None):
-            positions = [todo[i] for i in group]
-            out[positions] = encoder.encode([texts[i] for i in positions])
+        for unit, vectors in runner.encode_units(encoder, [[texts[i] for i in positions] for positions in units]):
+            positions = units[unit]
+            out[positions] = vectors
             bar.update(len(positions))
             if cache is not None:
                 pending += positions

@@ -46,6 +46,7 @@ from faq_search.index.rows import ANSWER, QUESTION, WINDOW_TOKENS, check_entries
 from faq_search.index.store import IndexType, VectorStore
 
 if TYPE_CHECKING:
+    from faq_search.index.build import EncodeEngine
     from faq_search.index.cache import EmbeddingCache
 
 __all__ = [
@@ -172,6 +173,7 @@ class FaqIndex:
         progress: bool = False,
         reuse: FaqIndex | None = None,
         cache: EmbeddingCache | None = None,
+        engine: EncodeEngine | None = None,
     ) -> FaqIndex:
         """Embed an FAQ (a file path, read with default columns, or entries) into a new index.
 
@@ -184,6 +186,8 @@ class FaqIndex:
         encoded, and the report counts the changes. ``cache``: where encoded
         vectors are written as they come, so a killed run can resume (see
         :mod:`faq_search.index.cache`). Either way the result equals a full build.
+        ``engine``: where the encoder calls run (default this process; a
+        :class:`~faq_search.index.ray_build.RayEngine` spreads them over a Ray cluster).
         """
         built = build_index(
             source,
@@ -197,6 +201,7 @@ class FaqIndex:
             progress=progress,
             reuse=reuse,
             cache=cache,
+            engine=engine,
         )
         index = cls(built.entries, built.store, built.manifest, built.encoder, threads=threads)
         index.row_digests = built.row_digests

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from faq_search.bundle.files import check_writable, looks_like_bundle
 from faq_search.corpus import FaqEntry, read_faq
@@ -30,6 +31,9 @@ from faq_search.index.faq_index import FaqIndex
 from faq_search.index.lexical import HybridSettings
 from faq_search.index.records import compare_entries
 from faq_search.index.store import IndexType
+
+if TYPE_CHECKING:
+    from faq_search.index.build import EncodeEngine
 
 
 def update_bundle(
@@ -47,6 +51,7 @@ def update_bundle(
     source_name: str | None = None,
     full: bool = False,
     keep_adapted: bool = True,
+    engine: EncodeEngine | None = None,
 ) -> FaqIndex:
     """Index an FAQ into the bundle directory ``path``, re-embedding only what changed there.
 
@@ -62,6 +67,10 @@ def update_bundle(
     ``keep_adapted``: when the bundle at ``path`` carries an adapted encoder
     (``faq-search adapt``) and no ``encoder`` is given, index with that encoder
     (``settings.model`` is then ignored) and carry it into the new bundle.
+
+    ``engine``: where the encoder calls run (this process by default; a
+    :class:`~faq_search.index.ray_build.RayEngine` for a Ray cluster). The
+    reuse, the resume cache and the written bundle are the same either way.
     """
     target = Path(path)
     check_writable(target)  # before any embedding work, not after it
@@ -89,6 +98,7 @@ def update_bundle(
         progress=progress,
         reuse=None if full else previous,
         cache=cache,
+        engine=engine,
     )
     index.revise(source=source_name)
     if adapted is not None:
