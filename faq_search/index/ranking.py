@@ -28,6 +28,14 @@ from faq_search.index.pool_lexical import PoolLexicon
 from faq_search.index.records import Ranked
 from faq_search.index.store import VectorStore
 
+LEXICAL_POOL = 10
+"""With an approximate store, each question's ``LEXICAL_POOL`` best FAQ-wide BM25 entries join its dense pool.
+
+An ANN search only returns what it looks at, so an entry that only BM25 finds (an exact product
+code, a rare name) would never be a candidate; the union lets such a strong lexical match in. A flat
+store's exact pool is left as it was.
+"""
+
 
 def entry_starts(sorted_row_entry: np.ndarray, entry_count: int) -> np.ndarray:
     """Where each entry's rows begin in a row list sorted by entry: ``[0, 0, 1, 2, 2] , 3 -> [0, 2, 3]``."""
@@ -108,12 +116,15 @@ def pools(
     layout: DenseLayout | None,
     store: VectorStore,
     lexicon: PoolLexicon | None,
+    lexical: np.ndarray | None = None,
 ) -> list[Pool]:
     """Each question's ``size`` best entries by cosine, with the BM25 among them (``lexicon`` None: zeros).
 
     With a ``layout`` (a flat index) the pool is exact; otherwise it is the
-    store's own (approximate) search. Either way, for the same candidates the
-    numbers are the same, so a confidence does not depend on the index type.
+    store's own (approximate) search, joined (with ``lexical``, the FAQ-wide
+    BM25 ``[q, entries]``) by the :data:`LEXICAL_POOL` best lexical entries it
+    missed, scored by the store directly. Either way, for the same candidates
+    the numbers are the same, so a confidence does not depend on the index type.
     """
     out: list[Pool] = []
     if layout is not None:
@@ -127,8 +138,27 @@ def pools(
         entries = np.array([hit.entry for hit in hits], dtype=np.int64)
         cosine = np.array([hit.score for hit in hits], dtype=np.float64)
         rows = np.array([hit.row for hit in hits], dtype=np.int64)
+        if lexical is not None:
+            entries, cosine, rows = _with_lexical(store, vectors[q], lexical[q], entries, cosine, rows)
         out.append(Pool(entries, cosine, _pool_bm25(lexicon, questions[q], entries), rows))
     return out
+
+
+def _with_lexical(
+    store: VectorStore, vector: np.ndarray, bm25: np.ndarray, entries: np.ndarray, cosine: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A dense pool joined by the best BM25 entries it lacks, best cosine first again (ties: dense ones first)."""
+    count = min(LEXICAL_POOL, len(bm25))
+    best = np.argpartition(-bm25, count - 1)[:count] if count else np.zeros(0, dtype=np.int64)
+    extra = np.setdiff1d(best[bm25[best] > 0], entries)
+    if not len(extra):
+        return entries, cosine, rows
+    extra_cosine, extra_rows = store.entry_scores(vector, extra.tolist())
+    entries = np.concatenate([entries, extra.astype(np.int64)])
+    cosine = np.concatenate([cosine, extra_cosine])
+    rows = np.concatenate([rows, extra_rows])
+    order = np.argsort(-cosine, kind="stable")
+    return entries[order], cosine[order], rows[order]
 
 
 def _pool_bm25(lexicon: PoolLexicon | None, question: str, entries: np.ndarray) -> np.ndarray:
@@ -151,7 +181,8 @@ def confident_search(
     """The ``k`` best entries per question with their confidence (:mod:`.confidence`) as the score.
 
     With fusion (``lexicon`` given) the candidates are each question's dense
-    top-``max(k, POOL)`` and rank by cosine plus the pool BM25's share;
+    top-``max(k, POOL)`` (with an approximate store, joined by the best BM25
+    entries it missed: :data:`LEXICAL_POOL`) and rank by cosine plus the pool BM25's share;
     ``lexical`` [q, entries] is the FAQ-wide BM25 reported in ``Match.lexical``.
     Dense only (``lexicon`` None): the ranking is the cosine's, the candidates
     only the ``max(k, 2)`` the margin needs, and the model sees no lexical
@@ -159,7 +190,8 @@ def confident_search(
     """
     size = max(k, POOL) if lexicon is not None else max(k, 2)
     out: list[list[Ranked]] = []
-    for q, pool in enumerate(pools(vectors, questions, size, layout, store, lexicon)):
+    union = lexical if lexicon is not None and layout is None else None  # an ANN store: let BM25 matches in
+    for q, pool in enumerate(pools(vectors, questions, size, layout, store, lexicon, union)):
         positions, confidences = model.rank(pool.cosine, pool.lexical, k)
         out.append(
             [

@@ -4,21 +4,27 @@ Each stored vector is a *row*; several rows may belong to one FAQ entry (its
 question paraphrases and its answer). Search returns entries, not rows: an
 entry's score is the maximum over its rows, and an entry appears once.
 
-Three index types: ``flat`` (exact, the default: right for FAQs up to some
+Four index types: ``flat`` (exact, the default: right for FAQs up to some
 hundred thousand rows), and for large collections the approximate ``hnsw``
 (a graph, FAISS ``IndexHNSWFlat``) and ``ivf`` (inverted lists over k-means
-cells, FAISS ``IndexIVFFlat``). Both approximate ones keep the full float32
-vectors, so scores are exact cosines; what they approximate is *which* rows
-are looked at. Their search settings (``efSearch``, ``nprobe``) are part of
-FAISS's own file, so a loaded bundle searches as it was built.
-benchmarks/bench_ann.py measures build time, memory, recall@10 and latency
-at a million vectors.
+cells, FAISS ``IndexIVFFlat``). Both keep the full float32 vectors, so scores
+are exact cosines; what they approximate is *which* rows are looked at.
+``ivfpq`` compresses: FAISS ``IndexIVFPQ`` codes of :func:`pq_bytes` bytes
+(48 for 384 dimensions) find candidates, which 8-bit scalar-quantized copies
+(a byte per dimension) rank again (``IndexRefine``), so a row takes 432 bytes
+instead of 1,536 and ten million rows about 4.3 GB; its scores are cosines of
+the 8-bit vectors (within about 0.005), and it keeps no exact vectors, so an
+update re-embeds every text (the resume cache still works). Search
+settings (``efSearch``, ``nprobe``) are part of FAISS's own file, so a loaded
+bundle searches as it was built. benchmarks/bench_ann.py and
+benchmarks/bench_scale.py measure build time, memory, recall@10 and latency.
 """
 
 from __future__ import annotations
 
 import enum
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -37,10 +43,14 @@ class IndexType(str, enum.Enum):
     FLAT = "flat"  # exact: every row is scored (IndexFlatIP)
     HNSW = "hnsw"  # approximate: a neighbour graph (IndexHNSWFlat); fastest queries at a million rows
     IVF = "ivf"  # approximate: k-means cells, a few scanned per query (IndexIVFFlat); fastest to build
+    IVFPQ = "ivfpq"  # approximate and compressed: k-means cells of product-quantized codes (IndexIVFPQ)
 
 
 INDEX_TYPES = tuple(kind.value for kind in IndexType)
-"""Supported FAISS index layouts: ``flat`` is exact search, ``hnsw`` and ``ivf`` approximate."""
+"""Supported FAISS index layouts: ``flat`` is exact search, ``hnsw``, ``ivf`` and ``ivfpq`` approximate."""
+
+ADD_CHUNK = 100_000
+"""Rows added to an approximate index at a time, so a build never holds a second copy of every vector."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,8 @@ class AnnSettings:
     ivf_lists: int | None = None
     ivf_probe: int | None = None
     ivf_train_per_list: int = 64
+    pq_train_rows: int = 65_536  # ivfpq: at least this many rows (or all) train the codebooks
+    refine_factor: int = 4  # ivfpq: candidates from the codes per row asked for, re-ranked on 8-bit vectors
 
     def lists_for(self, rows: int) -> int:
         """IVF cells for ``rows`` vectors: about sqrt(rows), with at least 39 training rows per cell."""
@@ -75,6 +87,63 @@ class AnnSettings:
         if self.ivf_probe is not None:
             return max(1, min(self.ivf_probe, lists))
         return min(lists, max(32, lists // 12))
+
+
+def pq_bytes(dimension: int) -> int:
+    """Bytes per ivfpq code: one 8-bit code per sub-vector of 8 dimensions (the largest divisor of the
+    dimension at most ``dimension // 8``): 384 -> 48, 64 -> 8, 12 -> 1."""
+    return max(m for m in range(1, max(1, dimension // 8) + 1) if dimension % m == 0)
+
+
+def _train_sample(vectors: np.ndarray, size: int) -> np.ndarray:
+    """``size`` rows drawn without replacement (seeded, so a build is repeatable), or all of them."""
+    import numpy as np
+
+    if size >= len(vectors):
+        return vectors
+    chosen = np.sort(np.random.default_rng(0).choice(len(vectors), size=size, replace=False))
+    return vectors[chosen]
+
+
+def _ivfpq(vectors: np.ndarray, settings: AnnSettings) -> faiss.Index:
+    """IVF-PQ candidates re-ranked on 8-bit scalar-quantized vectors (FAISS ``IndexRefine``).
+
+    The product-quantized codes find ``refine_factor`` times the rows asked
+    for; their 8-bit vectors (a byte per dimension) rank them again, so
+    recall and scores come close to exact search (cosines within about 0.005)
+    while a row takes ``pq_bytes + dimension`` bytes instead of
+    ``4 x dimension``. Trained on a seeded sample; rows are added in chunks of
+    :data:`ADD_CHUNK`. Fewer than 39 x 256 training rows cannot train 8-bit
+    codes: small collections get fewer bits (down to 1), so the type works at
+    any size, but it is meant for hundreds of thousands of rows and more.
+    """
+    import faiss
+    import numpy as np
+
+    rows, dimension = vectors.shape
+    lists = settings.lists_for(rows)
+    sample = _train_sample(vectors, max(settings.pq_train_rows, lists * settings.ivf_train_per_list))
+    if len(sample) < 2:  # one row: k-means needs two points for its two code values
+        sample = np.repeat(sample, 2, axis=0)
+    per_value = len(sample) // 39  # FAISS wants 39 training rows per code value
+    bits = min(8, int(np.log2(per_value))) if per_value >= 16 else max(1, min(4, int(np.log2(len(sample)))))
+    quantizer = faiss.IndexFlatIP(dimension)
+    coarse = faiss.IndexIVFPQ(quantizer, dimension, lists, pq_bytes(dimension), bits, faiss.METRIC_INNER_PRODUCT)
+    coarse.cp.min_points_per_centroid = 1  # small collections: no warning per tiny cell or codebook
+    coarse.pq.cp.min_points_per_centroid = 1
+    coarse.own_fields = True
+    quantizer.this.disown()
+    fine = faiss.IndexScalarQuantizer(dimension, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexRefine(coarse, fine)
+    index.own_fields = True
+    coarse.this.disown()
+    fine.this.disown()
+    index.train(sample)
+    for start in range(0, rows, ADD_CHUNK):
+        index.add(vectors[start : start + ADD_CHUNK])
+    coarse.nprobe = settings.probe_for(lists)
+    index.k_factor = settings.refine_factor
+    return index
 
 
 def build_index(
@@ -94,6 +163,8 @@ def build_index(
         hnsw.hnsw.efSearch = settings.hnsw_ef_search
         hnsw.add(vectors)
         return hnsw
+    if kind is IndexType.IVFPQ and rows > 0:
+        return _ivfpq(vectors, settings)
     if kind is IndexType.IVF and rows > 0:
         lists = settings.lists_for(rows)
         quantizer = faiss.IndexFlatIP(dimension)
@@ -152,6 +223,8 @@ class VectorStore:
         counts = np.bincount(self.row_entry) if len(self.row_entry) else np.zeros(0, dtype=np.int64)
         self.entry_count = int(counts.size)
         self.max_rows_per_entry = int(counts.max()) if counts.size else 0
+        self._rows_by_entry: tuple[np.ndarray, np.ndarray] | None = None  # (rows sorted by entry, starts)
+        self._lock = threading.Lock()
 
     @classmethod
     def build(
@@ -174,7 +247,8 @@ class VectorStore:
         import faiss
 
         kind = type(faiss.downcast_index(self.index)).__name__
-        return {"IndexHNSWFlat": IndexType.HNSW, "IndexIVFFlat": IndexType.IVF}.get(kind, IndexType.FLAT)
+        named = {"IndexHNSWFlat": IndexType.HNSW, "IndexIVFFlat": IndexType.IVF, "IndexRefine": IndexType.IVFPQ}
+        return named.get(kind, IndexType.FLAT)
 
     @property
     def dimension(self) -> int:
@@ -205,6 +279,43 @@ class VectorStore:
             if fetch >= len(self) or all(len(hits) >= k for hits in results):
                 return results
             fetch = min(len(self), fetch * 4)
+
+    def entry_scores(self, query: np.ndarray, entries: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """One query's score of each of ``entries`` (its best row) and that row, computed directly.
+
+        For candidates the index search did not return (a lexical match the
+        dense search missed): the score is what a search would report, the
+        cosine of the stored row (decoded, for ``ivfpq``).
+        """
+        import numpy as np
+
+        order, starts = self._entry_rows()
+        cosine = np.full(len(entries), -1.0)
+        best = np.full(len(entries), -1, dtype=np.int64)
+        for position, entry in enumerate(entries):
+            rows = order[starts[entry] : starts[entry + 1]]
+            if not len(rows):
+                continue
+            vectors = self.index.reconstruct_batch(rows)
+            scores = vectors @ np.asarray(query, dtype=np.float32)
+            top = int(np.argmax(scores))
+            cosine[position], best[position] = float(scores[top]), int(rows[top])
+        return cosine, best
+
+    def _entry_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Store rows grouped by entry, and where each entry's group starts (built once; IVF gets a direct map)."""
+        import faiss
+        import numpy as np
+
+        if self._rows_by_entry is None:
+            with self._lock:
+                if self._rows_by_entry is None:
+                    if self.index_type is IndexType.IVF:  # ivfpq reconstructs from its 8-bit vectors
+                        faiss.extract_index_ivf(self.index).make_direct_map()
+                    order = np.argsort(self.row_entry, kind="stable")
+                    starts = np.searchsorted(self.row_entry[order], np.arange(self.entry_count + 1))
+                    self._rows_by_entry = (order, starts)
+        return self._rows_by_entry
 
     def _entries(self, scores: np.ndarray, rows: np.ndarray, k: int) -> list[Hit]:
         hits: list[Hit] = []
