@@ -131,13 +131,8 @@ def _ivfpq(vectors: np.ndarray, settings: AnnSettings) -> faiss.Index:
     coarse = faiss.IndexIVFPQ(quantizer, dimension, lists, pq_bytes(dimension), bits, faiss.METRIC_INNER_PRODUCT)
     coarse.cp.min_points_per_centroid = 1  # small collections: no warning per tiny cell or codebook
     coarse.pq.cp.min_points_per_centroid = 1
-    coarse.own_fields = True
-    quantizer.this.disown()
     fine = faiss.IndexScalarQuantizer(dimension, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
-    index = faiss.IndexRefine(coarse, fine)
-    index.own_fields = True
-    coarse.this.disown()
-    fine.this.disown()
+    index = faiss.IndexRefine(coarse, fine)  # faiss's Python keeps coarse and fine alive with it
     index.train(sample)
     for start in range(0, rows, ADD_CHUNK):
         index.add(vectors[start : start + ADD_CHUNK])
