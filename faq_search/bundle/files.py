@@ -7,7 +7,9 @@ bundle. Reads go through one directory file descriptor for the same reason,
 and start again when the directory they opened was swapped out and deleted
 under them. Every file is checked against the manifest's SHA-256 and size
 (:mod:`faq_search.bundle.manifest`); the layout is :mod:`faq_search.bundle.layout`.
-Loading a bundle never executes code.
+Loading a bundle never executes code. The large files (:data:`~faq_search.bundle.layout.MAPPED_FILES`)
+are memory-mapped rather than read: checked against their SHA-256 through the mapping, then handed out
+as the mapping itself, so a reader pages in what it uses and never holds a second copy.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import hashlib
+import mmap
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from faq_search.bundle.layout import DATA_FILES, ENTRIES, MANIFEST, ROWS, VECTORS
+from faq_search.bundle.layout import COLUMNAR_FILES, DATA_FILES, ENTRIES, MANIFEST, MAPPED_FILES, ROWS, VECTORS
 from faq_search.bundle.manifest import (
     FORMAT_VERSION,
     Manifest,
@@ -42,6 +46,7 @@ __all__ = [
     "MANIFEST",
     "ROWS",
     "VECTORS",
+    "Content",
     "Manifest",
     "check_writable",
     "fsync_dir",
@@ -54,6 +59,9 @@ __all__ = [
 ]
 
 _READ_ATTEMPTS = 5
+
+Content = bytes | mmap.mmap
+"""A bundle file as :func:`read_bundle` hands it out: its bytes, or a read-only mapping of a large file."""
 
 
 def write_bundle(
@@ -114,10 +122,11 @@ def check_writable(path: str | Path) -> None:
         raise InputError(f"{target} exists and is not a faq-search index; choose another --out")
 
 
-def read_bundle(path: str | Path) -> tuple[Manifest, dict[str, bytes]]:
+def read_bundle(path: str | Path) -> tuple[Manifest, dict[str, Content]]:
     """Read and verify a bundle: version, the manifest's own checksum, and every listed file's size and checksum.
 
-    Returns the manifest and the content of every file it lists. A reader
+    Returns the manifest and the content of every file it lists (a large file,
+    :data:`~faq_search.bundle.layout.MAPPED_FILES`, as a read-only ``mmap``). A reader
     racing a writer sees the old bundle or the new one: when the directory it
     opened is swapped out and deleted mid-read, it reads again.
     """
@@ -142,13 +151,13 @@ def read_bundle(path: str | Path) -> tuple[Manifest, dict[str, bytes]]:
     raise BundleError(f"{target} kept changing while it was read; try again")
 
 
-def _read_verified(dir_fd: int, target: Path) -> tuple[Manifest, dict[str, bytes]]:
+def _read_verified(dir_fd: int, target: Path) -> tuple[Manifest, dict[str, Content]]:
     raw = _read_at(dir_fd, MANIFEST, target)
     manifest = parse_manifest(raw, target)
-    contents: dict[str, bytes] = {}
+    contents: dict[str, Content] = {}
     for name, expected in manifest.files.items():
-        data = _read_at(dir_fd, name, target)
-        if len(data) != int(expected["bytes"]) or sha256(data) != expected["sha256"]:
+        data = _map_at(dir_fd, name, target) if name in MAPPED_FILES else _read_at(dir_fd, name, target)
+        if len(data) != int(expected["bytes"]) or _digest(data) != expected["sha256"]:
             raise BundleError(
                 f"{target / name} is corrupt (its size or checksum differs from the manifest); rebuild the index"
             )
@@ -178,7 +187,38 @@ def _no_manifest(target: Path) -> None:
 
 def looks_like_bundle(target: Path) -> bool:
     """A directory holding a manifest or any bundle data file: a bundle, maybe a damaged one."""
-    return target.is_dir() and any((target / name).exists() for name in (MANIFEST, *DATA_FILES))
+    return target.is_dir() and any((target / name).exists() for name in (MANIFEST, *DATA_FILES, *COLUMNAR_FILES))
+
+
+def _digest(data: Content) -> str:
+    """SHA-256 in hex, of bytes or of a mapping (read in 16 MiB steps, so its pages can be dropped again)."""
+    if isinstance(data, bytes):
+        return sha256(data)
+    digest = hashlib.sha256()
+    view = memoryview(data)
+    step = 1 << 24
+    for start in range(0, len(view), step):
+        digest.update(view[start : start + step])
+    view.release()
+    return digest.hexdigest()
+
+
+def _map_at(dir_fd: int, name: str, target: Path) -> Content:
+    """A read-only mapping of a bundle file (its bytes when it is empty: an empty file cannot be mapped)."""
+    try:
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0), dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise BundleError(f"{target / name} is missing; the index is incomplete, rebuild it") from None
+    except OSError as exc:
+        raise BundleError(f"{target / name} cannot be read ({exc.strerror}); rebuild the index") from None
+    try:
+        if os.fstat(fd).st_size == 0:
+            return b""
+        return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)  # stays valid when the bundle is swapped and deleted
+    except OSError as exc:
+        raise BundleError(f"{target / name} cannot be mapped ({exc.strerror}); rebuild the index") from None
+    finally:
+        os.close(fd)
 
 
 def _read_at(dir_fd: int, name: str, target: Path) -> bytes:

@@ -7,6 +7,8 @@
     vectors.faiss   the FAISS index, in FAISS's own format
     rows.json       for each vector: the entry it belongs to, the field it embeds, a digest of its text
     entries.jsonl   one FAQ entry per line (id, questions, answer, metadata)
+    rows/*.npy      (large bundles, instead of rows.json) the same row table as .npy columns, memory-mapped
+    entries.arrow   (large bundles, instead of entries.jsonl) the entries as an Arrow IPC file, memory-mapped
     lexical/        the BM25 index when fusion is on (bm25s's .npy arrays and JSON)
     encoder/        an adapted encoder (safetensors, config, tokenizer), when ``faq-search adapt`` kept one
 """
@@ -18,7 +20,16 @@ VECTORS = "vectors.faiss"
 ROWS = "rows.json"
 ENTRIES = "entries.jsonl"
 DATA_FILES = (VECTORS, ROWS, ENTRIES)
-"""The files every bundle has besides the manifest."""
+"""The files of a bundle in the JSON layout besides the manifest (a columnar bundle: :data:`COLUMNAR_FILES`)."""
+
+ROWS_ENTRY = "rows/entry.npy"
+ROWS_FIELD = "rows/field.npy"
+ROWS_DIGEST = "rows/digest.npy"
+ENTRIES_ARROW = "entries.arrow"
+COLUMNAR_FILES = (VECTORS, ROWS_ENTRY, ROWS_FIELD, ENTRIES_ARROW)
+"""The files every columnar bundle has besides the manifest (``rows/digest.npy`` too, unless digests are unknown)."""
+MAPPED_FILES = (VECTORS, ROWS_ENTRY, ROWS_FIELD, ROWS_DIGEST, ENTRIES_ARROW)
+"""Files a reader maps into memory instead of reading (after checking them): the large ones."""
 
 LEXICAL_DIR = "lexical"
 ENCODER_DIR = "encoder"

@@ -22,12 +22,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from faq_search.bundle.layout import DATA_FILES, MANIFEST
+from faq_search.bundle.layout import COLUMNAR_FILES, DATA_FILES, ENTRIES_ARROW, MANIFEST
 from faq_search.errors import BundleError
 
-FORMAT_VERSION = 2
-"""Version 2 added the build record (library versions) and the confidence model, and made ``min_score`` a
-confidence; :func:`upgrade` reads version 1."""
+FORMAT_VERSION = 3
+"""Version 3 allows the columnar layout (``rows/*.npy`` and ``entries.arrow``, written for large FAQs) beside
+the JSON one; version 2 added the build record (library versions) and the confidence model, and made
+``min_score`` a confidence. :func:`upgrade` reads versions 1 and 2."""
 
 SEAL = "manifest_sha256"
 _SEAL_ZERO = "0" * 64
@@ -117,12 +118,15 @@ def upgrade(data: Mapping[str, Any]) -> dict[str, Any]:
     the confidence model is the shipped one (``confidence`` None) and a stored
     ``min_score`` is dropped: it was a cosine or fused score, not a confidence,
     so keeping it would silently filter on the wrong scale (run ``calibrate``).
-    The seal is checked on the raw bytes before this, so upgrading never
-    weakens the checksum.
+    Version 2 -> 3: nothing to change (a version-2 bundle is in the JSON
+    layout, which version 3 still reads). The seal is checked on the raw
+    bytes before this, so upgrading never weakens the checksum.
     """
     out = dict(data)
     if out.get("format_version") == 1:
         out = {**_VERSION_1_DEFAULTS, **out, "min_score": None, "confidence": None, "build": {}, "format_version": 2}
+    if out.get("format_version") == 2:
+        out = {**out, "format_version": 3}
     return out
 
 
@@ -234,7 +238,7 @@ def parse_manifest(raw: bytes, target: Path) -> Manifest:
         manifest = Manifest.from_dict(upgrade(data))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BundleError(f"{where} is missing or has a bad field ({exc}); rebuild the index") from None
-    for name in DATA_FILES:
+    for name in COLUMNAR_FILES if ENTRIES_ARROW in manifest.files else DATA_FILES:
         if name not in manifest.files:
             raise BundleError(f"{where} lists no {name}; the manifest is damaged, rebuild the index")
     for name, info in manifest.files.items():

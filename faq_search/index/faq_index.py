@@ -34,6 +34,7 @@ from faq_search.encoding.protocol import Encoder
 from faq_search.encoding.settings import ADAPTED_MODEL, ENCODER_DIR, EncoderIdentity, EncoderSettings, Fields
 from faq_search.errors import BundleError, InputError, SettingsMismatchError
 from faq_search.index.build import CACHE_CHUNK, build_index, stored_vectors
+from faq_search.index.columns import LazyColumn
 from faq_search.index.confidence import POOL, ConfidenceModel, default_model
 from faq_search.index.edits import deleted, upserted
 from faq_search.index.files import index_files, read_index_files
@@ -82,10 +83,12 @@ class FaqIndex:
         row_digests: Sequence[str] | None = None,
         extra_files: Mapping[str, bytes] | None = None,
     ) -> None:
-        self.entries = list(entries)
+        self.entries: Sequence[FaqEntry] = entries if isinstance(entries, LazyColumn) else list(entries)
         self.store = store
         self.report: BuildReport | None = None
-        self.row_digests = None if row_digests is None else list(row_digests)
+        self.row_digests: Sequence[str] | None = (
+            row_digests if row_digests is None or isinstance(row_digests, LazyColumn) else list(row_digests)
+        )
         """Per store row, :func:`text_digest` of the text it embeds (None for bundles written before them)."""
         self.extra_files = dict(extra_files or {})
         """Bundle files besides the standard ones (``name -> bytes``), kept through load and save."""
@@ -268,7 +271,7 @@ class FaqIndex:
         """The stored vectors, one per row, when the index type keeps them exactly; else None."""
         return stored_vectors(self.store)
 
-    def text_digests(self, encoder: Encoder | None = None) -> list[str] | None:
+    def text_digests(self, encoder: Encoder | None = None) -> Sequence[str] | None:
         """Per row, the digest of its text: recorded in the bundle, or recomputed for an older bundle.
 
         Recomputing needs the encoder's tokenizer (for windows); it gives None

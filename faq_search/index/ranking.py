@@ -2,7 +2,8 @@
 
 One module for how an index ranks: :func:`confident_search`, what ``ask``
 serves. With BM25 evidence, each question's candidate :class:`Pool` (the
-dense top-``POOL``: exact for a flat index, the store's own for HNSW/IVF) is
+dense top-``POOL``: exact for a flat index, the store's own for HNSW/IVF,
+joined by the best BM25 entries it lacks: :data:`LEXICAL_POOL`) is
 ranked by cosine plus the share of BM25 among the candidates; dense only, by
 cosine. Either way the confidence model (:mod:`.confidence`) scores it.
 An entry may own several rows (questions, answer,
@@ -29,11 +30,12 @@ from faq_search.index.records import Ranked
 from faq_search.index.store import VectorStore
 
 LEXICAL_POOL = 10
-"""With an approximate store, each question's ``LEXICAL_POOL`` best FAQ-wide BM25 entries join its dense pool.
+"""Each question's ``LEXICAL_POOL`` best FAQ-wide BM25 entries join its dense pool (with fusion).
 
-An ANN search only returns what it looks at, so an entry that only BM25 finds (an exact product
-code, a rare name) would never be a candidate; the union lets such a strong lexical match in. A flat
-store's exact pool is left as it was.
+A dense pool holds only what is near in vector space (and an ANN search only what it looks at), so an
+entry that only BM25 finds (an exact product code, a rare name) would never be a candidate; the union
+lets such a strong lexical match in. Flat and approximate stores take the same union, so they still
+agree whenever they find the same candidates.
 """
 
 
@@ -121,16 +123,19 @@ def pools(
     """Each question's ``size`` best entries by cosine, with the BM25 among them (``lexicon`` None: zeros).
 
     With a ``layout`` (a flat index) the pool is exact; otherwise it is the
-    store's own (approximate) search, joined (with ``lexical``, the FAQ-wide
-    BM25 ``[q, entries]``) by the :data:`LEXICAL_POOL` best lexical entries it
-    missed, scored by the store directly. Either way, for the same candidates
-    the numbers are the same, so a confidence does not depend on the index type.
+    store's own (approximate) search. With ``lexical`` (the FAQ-wide BM25
+    ``[q, entries]``) the :data:`LEXICAL_POOL` best lexical entries the dense
+    pool lacks join it, with their cosines (computed by the store directly for
+    an approximate one). Either way, for the same candidates the numbers are
+    the same, so a confidence does not depend on the index type.
     """
     out: list[Pool] = []
     if layout is not None:
         dense, row_scores = layout.scores(vectors)
         for q in range(len(vectors)):
             entries = candidate_pool(dense[q], size)
+            if lexical is not None:
+                entries = _joined(entries, lexical[q], dense[q])
             cosine = dense[q, entries].astype(np.float64)
             out.append(Pool(entries, cosine, _pool_bm25(lexicon, questions[q], entries), None, row_scores[q], layout))
         return out
@@ -144,13 +149,29 @@ def pools(
     return out
 
 
+def _lexical_extra(bm25: np.ndarray, entries: np.ndarray) -> np.ndarray:
+    """The best :data:`LEXICAL_POOL` entries by BM25 (score above 0) that ``entries`` lacks, in entry order."""
+    count = min(LEXICAL_POOL, len(bm25))
+    if count <= 0:
+        return np.zeros(0, dtype=np.int64)
+    best = np.argpartition(-bm25, count - 1)[:count]
+    return np.setdiff1d(best[bm25[best] > 0], entries).astype(np.int64)
+
+
+def _joined(entries: np.ndarray, bm25: np.ndarray, dense: np.ndarray) -> np.ndarray:
+    """A flat pool joined by its missing best BM25 entries, best cosine first again (ties: dense ones first)."""
+    extra = _lexical_extra(bm25, entries)
+    if not len(extra):
+        return entries
+    joined = np.concatenate([entries, extra])
+    return joined[np.argsort(-dense[joined], kind="stable")]
+
+
 def _with_lexical(
     store: VectorStore, vector: np.ndarray, bm25: np.ndarray, entries: np.ndarray, cosine: np.ndarray, rows: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A dense pool joined by the best BM25 entries it lacks, best cosine first again (ties: dense ones first)."""
-    count = min(LEXICAL_POOL, len(bm25))
-    best = np.argpartition(-bm25, count - 1)[:count] if count else np.zeros(0, dtype=np.int64)
-    extra = np.setdiff1d(best[bm25[best] > 0], entries)
+    """An approximate pool joined by the best BM25 entries it lacks, best cosine first again (ties: dense first)."""
+    extra = _lexical_extra(bm25, entries)
     if not len(extra):
         return entries, cosine, rows
     extra_cosine, extra_rows = store.entry_scores(vector, extra.tolist())
@@ -181,8 +202,8 @@ def confident_search(
     """The ``k`` best entries per question with their confidence (:mod:`.confidence`) as the score.
 
     With fusion (``lexicon`` given) the candidates are each question's dense
-    top-``max(k, POOL)`` (with an approximate store, joined by the best BM25
-    entries it missed: :data:`LEXICAL_POOL`) and rank by cosine plus the pool BM25's share;
+    top-``max(k, POOL)`` joined by the best BM25 entries it missed
+    (:data:`LEXICAL_POOL`), and rank by cosine plus the pool BM25's share;
     ``lexical`` [q, entries] is the FAQ-wide BM25 reported in ``Match.lexical``.
     Dense only (``lexicon`` None): the ranking is the cosine's, the candidates
     only the ``max(k, 2)`` the margin needs, and the model sees no lexical
@@ -190,7 +211,7 @@ def confident_search(
     """
     size = max(k, POOL) if lexicon is not None else max(k, 2)
     out: list[list[Ranked]] = []
-    union = lexical if lexicon is not None and layout is None else None  # an ANN store: let BM25 matches in
+    union = lexical if lexicon is not None else None  # let strong BM25-only matches in
     for q, pool in enumerate(pools(vectors, questions, size, layout, store, lexicon, union)):
         positions, confidences = model.rank(pool.cosine, pool.lexical, k)
         out.append(

@@ -33,6 +33,8 @@ from faq_search.encoding.settings import choice
 from faq_search.errors import BundleError, InputError
 
 if TYPE_CHECKING:  # imported where used: the CLI shows IndexType in --help without loading them
+    import mmap
+
     import faiss
     import numpy as np
 
@@ -212,9 +214,11 @@ class VectorStore:
 
         if index.ntotal != len(row_entry) or len(row_entry) != len(row_field):
             raise BundleError(f"vector count {index.ntotal} does not match {len(row_entry)} rows; rebuild the index")
+        from faq_search.index.columns import LazyColumn
+
         self.index = index
-        self.row_entry = np.asarray(row_entry, dtype=np.int64)
-        self.row_field = list(row_field)
+        self.row_entry = np.asarray(row_entry, dtype=np.int64)  # a mapped int64 column stays mapped
+        self.row_field: Sequence[str] = row_field if isinstance(row_field, LazyColumn) else list(row_field)
         counts = np.bincount(self.row_entry) if len(self.row_entry) else np.zeros(0, dtype=np.int64)
         self.entry_count = int(counts.size)
         self.max_rows_per_entry = int(counts.max()) if counts.size else 0
@@ -334,7 +338,7 @@ class VectorStore:
         return bytes(faiss.serialize_index(self.index).tobytes())
 
     @staticmethod
-    def index_from_bytes(data: bytes) -> faiss.Index:
+    def index_from_bytes(data: bytes | mmap.mmap) -> faiss.Index:
         import faiss
         import numpy as np
 

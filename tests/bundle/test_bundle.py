@@ -16,7 +16,7 @@ import pytest
 
 import faq_search
 from faq_search.bundle import files as bundle
-from faq_search.bundle.files import ENTRIES, MANIFEST, ROWS, VECTORS, read_bundle, write_bundle
+from faq_search.bundle.files import ENTRIES, FORMAT_VERSION, MANIFEST, ROWS, VECTORS, read_bundle, write_bundle
 from faq_search.corpus import FaqEntry
 from faq_search.encoding.settings import Fields
 from faq_search.errors import BundleError, InputError, SettingsMismatchError
@@ -94,7 +94,7 @@ def test_bundle_files_and_manifest(saved: tuple[FaqIndex, Path]) -> None:
     assert sorted(tree(path)) == sorted([MANIFEST, *DATA_FILES, *lexical])
     manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     assert manifest["format"] == "faq-search bundle"
-    assert manifest["format_version"] == 2
+    assert manifest["format_version"] == FORMAT_VERSION == 3
     assert manifest["build"]["faq-search"] == faq_search.__version__ and "numpy" in manifest["build"]
     assert manifest["encoder"] == FakeEncoder().identity.to_dict()
     assert manifest["encoder"]["weights_sha256"] == hashlib.sha256(b"fake").hexdigest()
@@ -154,7 +154,7 @@ def test_loading_never_unpickles(saved: tuple[FaqIndex, Path], monkeypatch: pyte
 def test_read_bundle_returns_verified_contents(saved: tuple[FaqIndex, Path]) -> None:
     _, path = saved
     manifest, files = read_bundle(path)
-    assert files == {name: data for name, data in tree(path).items() if name != MANIFEST}
+    assert {name: bytes(data) for name, data in files.items()} == {n: d for n, d in tree(path).items() if n != MANIFEST}
     assert set(DATA_FILES) < set(files)
     assert manifest.entry_count == 5 and manifest.fields == ("question", "answer")
 
@@ -354,7 +354,7 @@ def test_a_version_1_manifest_is_upgraded_on_load(saved: tuple[FaqIndex, Path], 
         del data[key]  # keys a version-1 manifest could lack
     write_manifest(path, {**data, "format_version": 1})
     old = FaqIndex.load(path, encoder=fake_encoder)
-    assert old.manifest.format_version == 2 and old.manifest.build == {}
+    assert old.manifest.format_version == 3 and old.manifest.build == {}
     assert old.manifest.index_type == "flat" and old.manifest.min_score is None and old.manifest.source is None
     question = index.entries[0].questions[0]
     assert [m.entry.id for m in old.ask(question)] == [m.entry.id for m in index.ask(question)]
@@ -364,7 +364,7 @@ def test_a_newer_format_version(saved: tuple[FaqIndex, Path]) -> None:
     _, path = saved
     edit_manifest(path, format_version=99)
     message = load_error(path)
-    assert "<bundle> has bundle format 99, newer than this faq-search reads (2)" in message
+    assert "<bundle> has bundle format 99, newer than this faq-search reads (3)" in message
     assert "upgrade faq-search" in message
 
 
