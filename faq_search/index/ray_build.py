@@ -76,22 +76,26 @@ def ray_session(address: str | None = None) -> Iterator[Any]:
     used as it is and left open; one started here is shut down on exit.
     """
     ray = import_ray()
-    if ray.is_initialized():
-        yield ray
-        return
-    try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        where = address or "a local cluster"
-        raise InputError(f"cannot start or reach Ray at {where} ({_first_line(exc)}); check --address") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            where = address or "a local cluster"
+            raise InputError(f"cannot start or reach Ray at {where} ({_first_line(exc)}); check --address") from None
     context = ray.data.DataContext.get_current()
+    logger = logging.getLogger("ray.data")
+    before = (context.enable_progress_bars, context.print_on_execution_start, logger.level)
     context.enable_progress_bars = False  # faq-search draws its own bar; Ray Data's would interleave with it
     context.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logger.setLevel(logging.WARNING)
     try:
         yield ray
     finally:
-        ray.shutdown()
+        context.enable_progress_bars, context.print_on_execution_start = before[:2]
+        logger.setLevel(before[2])
+        if started_here:
+            ray.shutdown()
 
 
 def _first_line(exc: BaseException) -> str:
