@@ -265,7 +265,8 @@ def ray_section(data: Path, count: int, work: Path) -> None:
     texts = sum(1 + len(e.questions) for e in entries)
     print(f"\nRay engine, {count:,} real entries ({texts:,} texts: answers + questions), real model, 2 CPUs:")
     print(
-        f"  local {local:.1f} s (best of a run before and after), Ray (2 actors) {on_ray:.1f} s + start-up {startup:.1f} s"
+        f"  local {local:.1f} s (best of a run before and one after), "
+        f"Ray (2 actors) {on_ray:.1f} s + start-up {startup:.1f} s"
     )
     print(f"  overhead {100 * (on_ray / local - 1):+.0f}% (start-up excluded); bundles equal file by file: {same}")
 
