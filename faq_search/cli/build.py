@@ -81,7 +81,10 @@ def index(
     ] = False,
     index_type: Annotated[
         IndexType,
-        typer.Option(help="FAISS index: flat = exact (default); hnsw or ivf = approximate, for very large FAQs."),
+        typer.Option(
+            help="FAISS index: flat = exact (default); hnsw or ivf = approximate, for very large FAQs; "
+            "ivfpq = approximate and compressed, for millions of entries."
+        ),
     ] = IndexType.FLAT,
     batch_size: Annotated[int, typer.Option(min=1, help="Most texts per encoder batch.")] = 64,
     max_seq_len: Annotated[
