@@ -24,7 +24,7 @@ from faq_search.cli.options import (
     Threads,
 )
 from faq_search.encoding.settings import Fields, Pooling, Precision
-from faq_search.index.ray_build import Engine
+from faq_search.index.engine import Engine
 from faq_search.index.store import IndexType
 
 

@@ -29,7 +29,6 @@ of them; actors are restarted and their calls retried when a worker dies.
 
 from __future__ import annotations
 
-import enum
 import glob
 import json
 import logging
@@ -44,18 +43,14 @@ import numpy as np
 from faq_search.corpus import FORMATS, FaqEntry, merge_duplicate_answers, read_faq
 from faq_search.encoding.protocol import Encoder
 from faq_search.errors import FaqSearchError, InputError, ModelError
+from faq_search.index.engine import Engine
 
 if TYPE_CHECKING:
     from faq_search.index.faq_index import FaqIndex
 
+__all__ = ["INSTALL_HINT", "Engine", "RayEngine", "ReadOptions", "index_on_ray", "ray_session", "read_faq_shards"]
+
 INSTALL_HINT = "Ray is not installed; install the extra with `pip install 'faq-search[ray]'` or use --engine local"
-
-
-class Engine(str, enum.Enum):
-    """Where ``faq-search index`` runs the encoder."""
-
-    LOCAL = "local"  # this process
-    RAY = "ray"  # a Ray cluster (a local one when no address is given)
 
 
 def import_ray() -> Any:
