@@ -76,7 +76,9 @@ def open_index(config: ServeConfig, previous: FaqIndex | None = None) -> FaqInde
         except SettingsMismatchError:
             log.info("the new bundle needs another encoder; loading it")
     if index is None:
-        index = FaqIndex.load(config.index_dir, model_path=config.model_path, threads=config.threads)
+        index = FaqIndex.load(
+            config.index_dir, model_path=config.model_path, threads=config.threads, runtime=config.runtime
+        )
     warm_up(index)
     return index
 
