@@ -32,7 +32,7 @@ from faq_search.corpus import FaqEntry
 from faq_search.encoding.encoder import BertEncoder
 from faq_search.encoding.protocol import Encoder
 from faq_search.encoding.runtime import Runtime, pick_runtime
-from faq_search.encoding.settings import ADAPTED_MODEL, ENCODER_DIR, EncoderIdentity, EncoderSettings, Fields
+from faq_search.encoding.settings import ADAPTED_MODEL, ENCODER_DIR, EncoderIdentity, EncoderSettings, Fields, choice
 from faq_search.errors import BundleError, InputError, SettingsMismatchError
 from faq_search.index.build import CACHE_CHUNK, build_index, stored_vectors
 from faq_search.index.confidence import POOL, ConfidenceModel, default_model
@@ -93,7 +93,7 @@ class FaqIndex:
         self._encoder = encoder
         self._model_path = model_path
         self._threads = threads
-        self._runtime = runtime
+        self._runtime = None if runtime is None else choice(Runtime, runtime, "runtime")
         self.path: Path | None = None
         """The bundle directory this index was loaded from, if any."""
         self._lock = threading.Lock()
