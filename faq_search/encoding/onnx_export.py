@@ -61,6 +61,10 @@ def onnx_files(encoder: BertEncoder) -> dict[str, bytes]:
 
     The hook the bundle writers call: the caller adds them to the index's extra files.
     """
+    try:
+        import onnx  # noqa: F401 - needed by query_graph; checked here to name the fix
+    except ImportError:
+        raise ModelError("exporting the query encoder needs the onnx package; pip install 'faq-search[onnx]'") from None
     if encoder.lean is None:
         raise ModelError(
             f"ONNX export supports plain BERT models (config.json + safetensors); {encoder.model_name!r} is "

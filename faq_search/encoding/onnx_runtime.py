@@ -64,9 +64,7 @@ class OnnxEncoder:
             import onnxruntime
             import tokenizers
         except ImportError as exc:
-            raise ModelError(
-                f"the ONNX runtime needs {exc.name}; pip install 'faq-search[serve]' (or onnxruntime tokenizers)"
-            ) from None
+            raise ModelError(f"the ONNX runtime needs {exc.name}; pip install onnxruntime tokenizers") from None
         self._identity, self.settings = read_meta(files[META_FILE])
         self.batch_size = batch_size
         self.max_batch_tokens = max(max_batch_tokens, self.settings.max_seq_len)

