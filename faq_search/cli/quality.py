@@ -52,7 +52,9 @@ def eval_command(
     from faq_search.quality.queries import QueryFiles
 
     files = QueryFiles(queries, negatives, query_column=query_column, relevant_column=relevant_column)
-    evaluation, rows = evaluate_index(index_dir, files, plot=plot, runtime=runtime)
+    from faq_search.encoding.runtime import batch_runtime
+
+    evaluation, rows = evaluate_index(index_dir, files, plot=plot, runtime=batch_runtime(runtime))
     negative_count = len(evaluation.negative_scores)
     if as_json:
         data = {

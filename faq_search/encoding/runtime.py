@@ -44,13 +44,29 @@ def default_runtime() -> Runtime:
     return choice(Runtime, os.environ.get(RUNTIME_ENV) or Runtime.AUTO, "runtime")
 
 
+def batch_runtime(wanted: Runtime | str | None) -> Runtime:
+    """The runtime for work that encodes many questions per call (``serve`` with batching, ``eval``).
+
+    ``auto`` becomes torch wherever torch is installed: on batches the lean BERT
+    (bf16 where the CPU has it, padding dropped before the linear layers) encoded
+    several times more questions per second than onnxruntime's fp32 graph here
+    (benchmarks/bench_query.py, serve with 32 clients). Without torch it stays
+    ``auto`` (the ONNX graph). An explicit choice is kept.
+    """
+    runtime = default_runtime() if wanted is None else choice(Runtime, wanted, "runtime")
+    if runtime is Runtime.AUTO and installed("torch") and installed("transformers"):
+        return Runtime.TORCH
+    return runtime
+
+
 def pick_runtime(wanted: Runtime | str | None, *, has_graph: bool, model_moved: bool = False) -> Runtime:
     """The runtime to answer with: ``wanted`` checked, or ``auto`` resolved.
 
     ``auto`` takes onnxruntime where the bundle carries the graph and onnxruntime
-    and tokenizers are installed (it starts several times faster and, measured by
-    benchmarks/bench_query.py, answers one question about as fast as torch), and
-    torch otherwise. ``model_moved`` (``--model`` given) means the caller asked
+    and tokenizers are installed (a process starts several times faster and,
+    measured by benchmarks/bench_query.py, answers one question about as fast as
+    torch), and torch otherwise. Work done in large batches resolves ``auto``
+    with :func:`batch_runtime` first. ``model_moved`` (``--model`` given) means the caller asked
     for the torch model in a new place, so ``auto`` takes torch.
     """
     runtime = default_runtime() if wanted is None else choice(Runtime, wanted, "runtime")

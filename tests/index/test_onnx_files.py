@@ -11,7 +11,7 @@ import pytest
 from faq_search.corpus import FaqEntry
 from faq_search.encoding.encoder import BertEncoder
 from faq_search.encoding.onnx_export import GRAPH_FILE, ONNX_FILES, onnx_files
-from faq_search.encoding.runtime import Runtime
+from faq_search.encoding.runtime import RUNTIME_ENV, Runtime, batch_runtime
 from faq_search.encoding.settings import EncoderSettings
 from faq_search.errors import BundleError, InputError, ModelError, SettingsMismatchError
 from faq_search.index.faq_index import FaqIndex
@@ -59,8 +59,16 @@ def test_onnx_and_torch_give_the_same_answers(bundle: Path) -> None:
     assert on_onnx.ask(questions[0], k=1)[0].entry.id == got[0][0].entry.id
 
 
-def test_auto_takes_the_graph_where_there_is_one(bundle: Path, tmp_path: Path, real_encoder: BertEncoder) -> None:
+def test_auto_takes_the_graph_where_there_is_one(
+    bundle: Path, tmp_path: Path, real_encoder: BertEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(RUNTIME_ENV, raising=False)
     assert FaqIndex.load(bundle).resolved_runtime() is Runtime.ONNX
+    assert FaqIndex.load(bundle, model_path=str(DATA)).resolved_runtime() is Runtime.TORCH  # a moved torch model
+    assert batch_runtime(None) is Runtime.TORCH  # batches: torch where installed (as here)
+    assert batch_runtime("onnx") is Runtime.ONNX
+    monkeypatch.setenv(RUNTIME_ENV, "torch")
+    assert FaqIndex.load(bundle).resolved_runtime() is Runtime.TORCH
     plain = tmp_path / "plain"
     FaqIndex.build([FaqEntry("a", "Returns are free.", ("Can I return?",))], encoder=real_encoder).save(plain)
     assert FaqIndex.load(plain).resolved_runtime() is Runtime.TORCH
