@@ -9,6 +9,8 @@
     entries.jsonl   one FAQ entry per line (id, questions, answer, metadata)
     lexical/        the BM25 index when fusion is on (bm25s's .npy arrays and JSON)
     encoder/        an adapted encoder (safetensors, config, tokenizer), when ``faq-search adapt`` kept one
+    onnx/           the query encoder as an ONNX graph, its tokenizer and identity, for answering without torch
+                    (``faq-search onnx``; see faq_search.encoding.onnx_export)
 """
 
 from __future__ import annotations
@@ -22,3 +24,4 @@ DATA_FILES = (VECTORS, ROWS, ENTRIES)
 
 LEXICAL_DIR = "lexical"
 ENCODER_DIR = "encoder"
+ONNX_DIR = "onnx"

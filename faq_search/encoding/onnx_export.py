@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from faq_search.bundle.layout import ONNX_DIR
 from faq_search.encoding.settings import EncoderIdentity, EncoderSettings, LayerSpec, Pooling
 from faq_search.errors import ModelError
 
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
     from faq_search.encoding.checkpoint import BertShape
     from faq_search.encoding.encoder import BertEncoder
 
-ONNX_DIR = "onnx"
 GRAPH_FILE = f"{ONNX_DIR}/query.onnx"
 TOKENIZER_FILE = f"{ONNX_DIR}/tokenizer.json"
 META_FILE = f"{ONNX_DIR}/encoder.json"
