@@ -4,9 +4,9 @@ The graph is opt-in: it is about as large as the model's weights up to the
 pooled layer (79 MiB for the default MiniLM at layer -2), which most bundles
 built for experiments do not need. A bundle that serves a bot gets it once
 with ``faq-search onnx INDEX`` (or ``adapt --onnx``); it then travels with the
-bundle's other extra files through ``upsert``/``delete`` and reloads.
-``faq-search index`` over an existing bundle writes a new bundle without it
-(run ``faq-search onnx`` again). Torch is needed to export, never to answer.
+bundle through ``upsert``/``delete``, reloads, and ``faq-search index`` over
+the bundle with the same encoder (:func:`carried_onnx_files`); another encoder
+drops it. Torch is needed to export, never to answer.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from faq_search.encoding.encoder import BertEncoder
-from faq_search.encoding.onnx_export import GRAPH_FILE, ONNX_FILES, onnx_files
+from faq_search.encoding.onnx_export import GRAPH_FILE, META_FILE, ONNX_FILES, onnx_files, read_meta
 from faq_search.encoding.runtime import Runtime, require_torch
 from faq_search.encoding.settings import Precision
 from faq_search.errors import ModelError, SettingsMismatchError
@@ -79,6 +79,21 @@ def add_onnx(
     graph = index.extra_files.get(GRAPH_FILE, b"")
     checked = 0 if remove else min(CHECK_TEXTS, len(index.store))
     return OnnxReport(str(path), not remove, len(graph), agreement, checked, time.perf_counter() - start)
+
+
+def carried_onnx_files(previous: FaqIndex | None, index: FaqIndex) -> dict[str, bytes]:
+    """The graph files a rewritten bundle keeps: the previous bundle's, when they encode as ``index``'s encoder.
+
+    The hook ``faq-search index`` calls over an existing bundle: editing the FAQ
+    keeps the graph; a new encoder (another model, layer, pooling, ...) drops it,
+    since it no longer matches (run ``faq-search onnx`` again).
+    """
+    if previous is None or not previous.has_onnx:
+        return {}
+    graph_identity, _ = read_meta(previous.extra_files[META_FILE])
+    if graph_identity.differences(index.identity):
+        return {}
+    return {name: previous.extra_files[name] for name in ONNX_FILES}
 
 
 def _fp32_encoder(index: FaqIndex, model_path: str | None, threads: int | None) -> BertEncoder:

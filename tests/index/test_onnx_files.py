@@ -113,3 +113,19 @@ def test_cli_adds_the_graph_and_asks_with_it(bundle: Path, tmp_path: Path) -> No
     result = run("ask", "i want my money back for the boots", "--index", str(copy), "--runtime", "onnx", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["matches"][0]["id"] == "returns-03"
+
+
+def test_reindexing_with_the_same_encoder_keeps_the_graph(
+    bundle: Path, tmp_path: Path, real_encoder: BertEncoder
+) -> None:
+    from faq_search.index.update import update_bundle
+
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    entries = [*FaqIndex.load(copy).entries, FaqEntry("new", "Gift wrapping costs two euros.", ("Gift wrap?",))]
+    update_bundle(copy, entries, encoder=real_encoder)
+    kept = FaqIndex.load(copy, runtime="onnx")
+    assert kept.has_onnx and kept.ask("do you wrap presents", k=1)[0].entry.id == "new"
+    other = BertEncoder(EncoderSettings(precision="fp32", layer="-1"))
+    update_bundle(copy, entries, encoder=other)
+    assert not FaqIndex.load(copy).has_onnx  # a graph of the old encoder would not match the new vectors
