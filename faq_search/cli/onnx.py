@@ -19,7 +19,7 @@ def onnx(
 ) -> None:
     """Add the query encoder to an index as ONNX (about 80 MB for the default model), checked against torch.
 
-    Then `ask`, `serve` and `eval` can answer with onnxruntime (--runtime onnx, or auto), also where torch is not
+    Then ask, serve and eval can answer with onnxruntime (--runtime onnx, or auto), also where torch is not
     installed. Exporting needs torch. Re-indexing with the same encoder keeps the graph; a new encoder drops it.
     """
     from faq_search.index.onnx_files import add_onnx
