@@ -1,8 +1,8 @@
 """The ONNX query path on the real FAQ sets: the same query vectors, MRR@10 and top answers as torch fp32.
 
-covidfaq_jhu is checked whole (index, every labelled query through both
-runtimes); of stackfaq, the query vectors (1,249 queries; its index would cost
-the suite most of a minute). ``benchmarks/onnx_agreement.py`` measures both
+covidfaq_jhu's answers are checked whole (its index, every labelled query
+through both runtimes: MRR@10 and top-1); of stackfaq, the query vectors
+(1,249 queries; its index would cost the suite most of a minute). ``benchmarks/onnx_agreement.py`` measures both
 sets whole, against torch as served (bf16 where the CPU has it) too.
 """
 
@@ -40,8 +40,6 @@ def test_covidfaq_jhu_answers_agree(real_encoder: BertEncoder, onnx_encoder: Onn
     on_onnx = FaqIndex(on_torch.entries, on_torch.store, on_torch.manifest, onnx_encoder)
     queries = read_queries(folder / "queries.csv", known_ids=[i for e in on_torch.entries for i in e.ids])
     asked = [q.query for q in queries]
-    cosines = np.sum(onnx_encoder.encode(asked) * real_encoder.encode(asked), axis=1)
-    assert cosines.min() >= 0.9999
     assert abs(evaluate(on_onnx, queries).mrr_at_10 - evaluate(on_torch, queries).mrr_at_10) <= 0.002
     tops = [[row[0].entry.id for row in index.ask_batch(asked, k=1)] for index in (on_onnx, on_torch)]
     assert np.mean([a == b for a, b in zip(*tops, strict=True)]) >= 0.995
