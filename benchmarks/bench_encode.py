@@ -10,6 +10,14 @@ the minimum cosine of our vectors to our own fp32 reference.
 Tokens are word pieces after truncation to 256 (both sides truncate at 256),
 counted once; both timings include tokenization and pooling.
 
+ONNX Runtime is the other peer (fastembed's engine, and faq-search's own
+torch-free query path): the encoder's ONNX graph for the same layer
+(:mod:`faq_search.encoding.onnx_export`) run by ``OnnxEncoder`` in fp32, and the
+same graph after onnxruntime's dynamic int8 quantization (``quantize_dynamic``,
+int8 weights, activations quantized per call). They take part in the same
+rounds, batched as our encoder batches; each gets its tokens/s, how many times
+faster our encoder is, and its least cosine to our fp32 vectors.
+
     python benchmarks/bench_encode.py                 # layers -2 (default) and -1, 5 rounds each
     python benchmarks/bench_encode.py --layers -1 --rounds 9 --threads 2
     python benchmarks/bench_encode.py --column question --layers -2   # short texts
@@ -23,7 +31,9 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from shared_data import add_data_option, require_sets
@@ -117,28 +127,24 @@ def main() -> None:
         reference = BertEncoder(EncoderSettings(layer=layer, precision="fp32"))
         ids, _ = ours.tokenize(texts)
         tokens = sum(len(row) for row in ids)
+        encoders = {"st": lambda: st.encode(texts, convert_to_numpy=True), "ours": lambda e=ours: e.encode(texts)}
+        encoders.update(onnx_peers(reference, texts))
         # warm-up, and the quality checks
-        ours_vectors = ours.encode(texts)
-        st_vectors = st.encode(texts, convert_to_numpy=True)
         fp32_vectors = reference.encode(texts)
-        min_cos = float(np.min(np.sum(ours_vectors * fp32_vectors, axis=1)))
+        vectors = {name: np.asarray(run()) for name, run in encoders.items()}
+        min_cos = {name: float(np.min(np.sum(v * fp32_vectors, axis=1))) for name, v in vectors.items()}
         del reference
 
-        st_times: list[float] = []
-        our_times: list[float] = []
+        times: dict[str, list[float]] = {name: [] for name in encoders}
         for round_ in range(args.rounds):
-            order = ["st", "ours"] if round_ % 2 == 0 else ["ours", "st"]
+            order = list(encoders) if round_ % 2 == 0 else list(reversed(encoders))
             for who in order:
                 started = time.perf_counter()
-                if who == "st":
-                    st.encode(texts, convert_to_numpy=True)
-                    st_times.append(time.perf_counter() - started)
-                else:
-                    ours.encode(texts)
-                    our_times.append(time.perf_counter() - started)
-        ratios = [s / o for s, o in zip(st_times, our_times, strict=True)]
-        st_rate = tokens / statistics.median(st_times)
-        our_rate = tokens / statistics.median(our_times)
+                encoders[who]()
+                times[who].append(time.perf_counter() - started)
+        ratios = [s / o for s, o in zip(times["st"], times["ours"], strict=True)]
+        st_rate = tokens / statistics.median(times["st"])
+        our_rate = tokens / statistics.median(times["ours"])
         print(
             f"\nlayer {layer} ({ours.blocks_run} of {ours.num_layers} blocks run), precision {ours.precision.value}, "
             f"{tokens} tokens, {args.rounds} rounds"
@@ -149,7 +155,14 @@ def main() -> None:
             f"  ratio ours/st: {statistics.median(ratios):.2f}x median of rounds "
             f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x)"
         )
-        print(f"  min cosine, ours vs our fp32 reference: {min_cos:.6f}")
+        print(f"  min cosine, ours vs our fp32 reference: {min_cos['ours']:.6f}")
+        for name in (n for n in encoders if n.startswith("onnxruntime")):
+            peer = [p / o for p, o in zip(times[name], times["ours"], strict=True)]
+            print(
+                f"  {name + ':':<29} {tokens / statistics.median(times[name]):8.0f} tokens/s (median); ours is "
+                f"{statistics.median(peer):.2f}x as fast (min {min(peer):.2f}x, max {max(peer):.2f}x); "
+                f"min cosine to our fp32 {min_cos[name]:.6f}"
+            )
         intermediate = ours.lean.shape.intermediate_size if ours.lean is not None else 4 * ours.hidden_size
         per_block = linear_flops_per_token(ours.hidden_size, intermediate)
         ceiling = (
@@ -162,8 +175,30 @@ def main() -> None:
             f"({st_ceiling:.0f} tokens/s)"
         )
         if ours.layer_indices == (ours.num_layers,):
-            same_model = float(np.min(np.sum(fp32_vectors * st_vectors, axis=1)))
+            same_model = float(np.min(np.sum(fp32_vectors * vectors["st"], axis=1)))
             print(f"  min cosine, our fp32 vs sentence-transformers (same layer and pooling): {same_model:.6f}")
+
+
+def onnx_peers(reference: Any, texts: list[str]) -> dict[str, Callable[[], object]]:
+    """ONNX Runtime fp32 and dynamic int8 on the encoder's exported graph, as encode calls over ``texts``."""
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from faq_search.encoding.onnx_export import GRAPH_FILE, onnx_files
+    from faq_search.encoding.onnx_runtime import OnnxEncoder
+
+    files = onnx_files(reference)
+    with tempfile.TemporaryDirectory() as scratch:
+        source, quantized = Path(scratch) / "fp32.onnx", Path(scratch) / "int8.onnx"
+        source.write_bytes(files[GRAPH_FILE])
+        quantize_dynamic(source, quantized, weight_type=QuantType.QInt8)
+        int8 = {**files, GRAPH_FILE: quantized.read_bytes()}
+    fp32_runtime, int8_runtime = OnnxEncoder(files), OnnxEncoder(int8)
+    return {
+        "onnxruntime fp32": lambda: fp32_runtime.encode(texts),
+        "onnxruntime int8 (dynamic)": lambda: int8_runtime.encode(texts),
+    }
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@
     entries.arrow   (large bundles, instead of entries.jsonl) the entries as an Arrow IPC file, memory-mapped
     lexical/        the BM25 index when fusion is on (bm25s's .npy arrays and JSON)
     encoder/        an adapted encoder (safetensors, config, tokenizer), when ``faq-search adapt`` kept one
+    onnx/           the query encoder as an ONNX graph, its tokenizer and identity, for answering without torch
+                    (``faq-search onnx``; see faq_search.encoding.onnx_export)
 """
 
 from __future__ import annotations
@@ -33,3 +35,4 @@ MAPPED_FILES = (VECTORS, ROWS_ENTRY, ROWS_FIELD, ROWS_DIGEST, ENTRIES_ARROW)
 
 LEXICAL_DIR = "lexical"
 ENCODER_DIR = "encoder"
+ONNX_DIR = "onnx"

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from faq_search.cli import render
-from faq_search.cli.options import DEFAULT_INDEX, IndexDir, JsonFlag, MovedModel, Threads
+from faq_search.cli.options import DEFAULT_INDEX, IndexDir, JsonFlag, MovedModel, RuntimeChoice, Threads
 
 
 def ask(
@@ -26,12 +26,13 @@ def ask(
     ] = None,
     model: MovedModel = None,
     threads: Threads = None,
+    runtime: RuntimeChoice = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Return the best-matching answers to QUESTION from an index, or say none is good enough."""
     from faq_search.index.faq_index import Answer, FaqIndex
 
-    faq = FaqIndex.load(index_dir, model_path=model, threads=threads)
+    faq = FaqIndex.load(index_dir, model_path=model, threads=threads, runtime=runtime)
     threshold = faq.manifest.min_score if min_score is None else min_score
     answer = Answer.of(question, faq.ask(question, k=k, min_score=min_score), k, threshold)
     if as_json:

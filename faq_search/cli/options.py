@@ -60,3 +60,14 @@ NegativesFile = Annotated[
     Path | None,
     typer.Option(help="File of questions this FAQ cannot answer (the --query-column column, or its only column)."),
 ]
+
+RuntimeChoice = Annotated[
+    str | None,
+    typer.Option(
+        "--runtime",
+        help="Where questions are encoded: onnx (the index's ONNX graph on onnxruntime; add it with faq-search onnx), "
+        "torch, or auto: onnx when the index has it and onnxruntime is installed, else torch; for batched work "
+        "(serve, eval) torch wherever it is installed. Default: $FAQ_SEARCH_RUNTIME, else auto.",
+        show_default=False,
+    ),
+]

@@ -28,6 +28,7 @@ from faq_search.cli.options import (
     QuestionColumns,
     QuietFlag,
     RelevantColumn,
+    RuntimeChoice,
 )
 from faq_search.encoding.settings import Fields, Pooling
 
@@ -43,6 +44,7 @@ def eval_command(
     plot: Annotated[
         Path | None, typer.Option(help="Write a PNG of precision/coverage/false answers by threshold.")
     ] = None,
+    runtime: RuntimeChoice = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Measure an index on labelled queries: MRR@10, Recall@1/5/10, nDCG@10, and what each threshold does."""
@@ -50,7 +52,9 @@ def eval_command(
     from faq_search.quality.queries import QueryFiles
 
     files = QueryFiles(queries, negatives, query_column=query_column, relevant_column=relevant_column)
-    evaluation, rows = evaluate_index(index_dir, files, plot=plot)
+    from faq_search.encoding.runtime import batch_runtime
+
+    evaluation, rows = evaluate_index(index_dir, files, plot=plot, runtime=batch_runtime(runtime))
     negative_count = len(evaluation.negative_scores)
     if as_json:
         data = {
@@ -177,10 +181,16 @@ def adapt(
     layer: Annotated[str, typer.Option(help="Hidden layer to pool (kept through adaptation).")] = "-2",
     pooling: Annotated[Pooling, typer.Option(help="Pooling (kept through adaptation).")] = Pooling.MEAN,
     hybrid_weight: HybridWeight = 0.5,
+    with_onnx: Annotated[
+        bool, typer.Option("--onnx", help="Also add the query encoder as ONNX (see faq-search onnx), about 80 MB.")
+    ] = False,
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Train the encoder on the FAQ's own question/answer pairs and index the FAQ with it, if it helps."""
+    from faq_search.encoding.runtime import require_torch
+
+    require_torch("faq-search adapt")
     from faq_search.corpus import read_faq
     from faq_search.encoding.settings import EncoderSettings
     from faq_search.index.lexical import HybridSettings
@@ -202,6 +212,10 @@ def adapt(
             on_progress=on_progress,
         )
     built.save(out)
+    if with_onnx:
+        from faq_search.index.onnx_files import add_onnx
+
+        add_onnx(out)
     if as_json:
         typer.echo(json.dumps({"index": str(out), **report.to_dict()}, indent=2))
     else:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from faq_search.cli.options import DEFAULT_INDEX, IndexDir, MovedModel
+from faq_search.cli.options import DEFAULT_INDEX, IndexDir, MovedModel, RuntimeChoice
 
 
 def serve(
@@ -32,6 +32,7 @@ def serve(
     model: MovedModel = None,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for the encoder, per worker.")] = None,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request.")] = True,
+    runtime: RuntimeChoice = None,
 ) -> None:
     """Serve an index over HTTP: POST /ask, /ask/batch, /embed; a search page at /; API docs at /docs.
 
@@ -54,5 +55,6 @@ def serve(
             timeout_s=timeout,
             watch_s=watch,
             access_log=access_log,
+            runtime=runtime,
         )
     )

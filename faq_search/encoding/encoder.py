@@ -78,6 +78,9 @@ class BertEncoder:
         threads: int | None = None,
         progress: bool = False,
     ) -> None:
+        from faq_search.encoding.runtime import require_torch
+
+        require_torch("the torch encoder (faq-search index, adapt, embed, tune, check)")
         import torch
 
         self.settings = settings or EncoderSettings()
@@ -223,6 +226,19 @@ class BertEncoder:
                         )
                     self._hf_tokenizer = tokenizer
         return self._hf_tokenizer
+
+    def tokenizer_json(self) -> str:
+        """The ``tokenizers`` JSON that gives this encoder's word pieces: truncation at ``max_seq_len``, no padding.
+
+        What a torch-free runtime tokenizes with (:mod:`faq_search.encoding.onnx_runtime`).
+        """
+        import tokenizers
+
+        source = self._fast if self._fast is not None else self.tokenizer.backend_tokenizer
+        clone = tokenizers.Tokenizer.from_str(source.to_str())
+        clone.no_padding()
+        clone.enable_truncation(self.settings.max_seq_len)
+        return str(clone.to_str())
 
     @property
     def dimension(self) -> int:

@@ -31,7 +31,8 @@ from faq_search.bundle.files import Manifest, read_bundle, write_bundle
 from faq_search.corpus import FaqEntry
 from faq_search.encoding.encoder import BertEncoder
 from faq_search.encoding.protocol import Encoder
-from faq_search.encoding.settings import ADAPTED_MODEL, ENCODER_DIR, EncoderIdentity, EncoderSettings, Fields
+from faq_search.encoding.runtime import Runtime, pick_runtime
+from faq_search.encoding.settings import ADAPTED_MODEL, ENCODER_DIR, EncoderIdentity, EncoderSettings, Fields, choice
 from faq_search.errors import BundleError, InputError, SettingsMismatchError
 from faq_search.index.build import CACHE_CHUNK, build_index, stored_vectors
 from faq_search.index.columns import LazyColumn
@@ -82,6 +83,7 @@ class FaqIndex:
         threads: int | None = None,
         row_digests: Sequence[str] | None = None,
         extra_files: Mapping[str, bytes] | None = None,
+        runtime: Runtime | str | None = None,
     ) -> None:
         self.entries: Sequence[FaqEntry] = entries if isinstance(entries, LazyColumn) else list(entries)
         self.store = store
@@ -95,6 +97,7 @@ class FaqIndex:
         self._encoder = encoder
         self._model_path = model_path
         self._threads = threads
+        self._runtime = None if runtime is None else choice(Runtime, runtime, "runtime")
         self.path: Path | None = None
         """The bundle directory this index was loaded from, if any."""
         self._lock = threading.Lock()
@@ -304,12 +307,15 @@ class FaqIndex:
         encoder: Encoder | None = None,
         model_path: str | None = None,
         threads: int | None = None,
+        runtime: Runtime | str | None = None,
     ) -> FaqIndex:
         """Open a bundle. The query encoder is loaded on first ``ask`` with the bundle's settings.
 
         ``model_path`` points at the same model in another place (the weights
         must be identical); ``encoder`` supplies a loaded one, checked against
-        the bundle.
+        the bundle. ``runtime`` picks torch or the bundle's ONNX graph
+        (default ``$FAQ_SEARCH_RUNTIME``, else ``auto``: see
+        :func:`~faq_search.encoding.runtime.pick_runtime`).
         """
         manifest, files = read_bundle(path)
         parts = read_index_files(path, manifest, files)
@@ -322,6 +328,7 @@ class FaqIndex:
             threads=threads,
             row_digests=parts.row_digests,
             extra_files=parts.extra,
+            runtime=runtime,
         )
         index.path = Path(path)
         index._lexical_files = parts.lexical or None
@@ -335,14 +342,36 @@ class FaqIndex:
         if self._encoder is None:
             with self._lock:
                 if self._encoder is None:
-                    settings = self.settings
-                    model = self._model_path or self.own_encoder_dir()
-                    if model is not None:
-                        settings = dataclasses.replace(settings, model=model)
-                    encoder = BertEncoder(settings, threads=self._threads)
+                    encoder = self._load_encoder()
                     self._check_encoder(encoder)
                     self._encoder = encoder
         return self._encoder
+
+    def resolved_runtime(self) -> Runtime:
+        """The runtime this index loads its own query encoder on (``auto`` resolved; a given encoder is used as is).
+
+        Raises ModelError naming the install or the command when the wanted runtime cannot run here.
+        """
+        return pick_runtime(self._runtime, has_graph=self.has_onnx, model_moved=self._model_path is not None)
+
+    @property
+    def has_onnx(self) -> bool:
+        """Whether this bundle carries its query encoder as an ONNX graph (``faq-search onnx``)."""
+        from faq_search.encoding.onnx_runtime import has_onnx_files
+
+        return has_onnx_files(self.extra_files)
+
+    def _load_encoder(self) -> Encoder:
+        """The query encoder on the chosen runtime: the bundle's ONNX graph, or the torch encoder."""
+        if self.resolved_runtime() is Runtime.ONNX:
+            from faq_search.encoding.onnx_runtime import OnnxEncoder
+
+            return OnnxEncoder(self.extra_files, threads=self._threads)
+        settings = self.settings
+        model = self._model_path or self.own_encoder_dir()
+        if model is not None:
+            settings = dataclasses.replace(settings, model=model)
+        return BertEncoder(settings, threads=self._threads)
 
     @property
     def is_adapted(self) -> bool:

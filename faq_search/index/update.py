@@ -29,6 +29,7 @@ from faq_search.errors import BundleError
 from faq_search.index.cache import EmbeddingCache
 from faq_search.index.faq_index import FaqIndex
 from faq_search.index.lexical import HybridSettings
+from faq_search.index.onnx_files import carried_onnx_files
 from faq_search.index.records import compare_entries
 from faq_search.index.store import IndexType
 
@@ -108,6 +109,7 @@ def update_bundle(
             adaptation=adapted.manifest.adaptation,
         )
         index.extra_files = adapted.encoder_files()
+    index.extra_files.update(carried_onnx_files(previous, index))
     if (
         previous is not None
         and previous.identity == index.identity

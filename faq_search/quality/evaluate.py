@@ -194,13 +194,14 @@ def plot_thresholds(evaluation: Evaluation, path: str | Path) -> Path:
 
 
 def evaluate_index(
-    index_dir: Path, files: QueryFiles, *, plot: Path | None = None
+    index_dir: Path, files: QueryFiles, *, plot: Path | None = None, runtime: str | None = None
 ) -> tuple[Evaluation, list[ThresholdRow]]:
     """``faq-search eval``: the index's evidence on the query files and a readable grid of threshold rows.
 
     With ``plot``, a PNG of precision, coverage and false answers by threshold is written there too.
+    ``runtime``: where questions are encoded (torch, onnx, auto; see :mod:`faq_search.encoding.runtime`).
     """
-    index, labelled, negatives = _load_with_queries(index_dir, files)
+    index, labelled, negatives = _load_with_queries(index_dir, files, runtime)
     evaluation = collect_evidence(index, labelled, negatives)
     rows = threshold_rows(evaluation, display_thresholds(evaluation))
     if plot:
@@ -275,10 +276,12 @@ def calibrate_index(
     )
 
 
-def _load_with_queries(index_dir: Path, files: QueryFiles) -> tuple[FaqIndex, list[LabelledQuery], list[str]]:
+def _load_with_queries(
+    index_dir: Path, files: QueryFiles, runtime: str | None = None
+) -> tuple[FaqIndex, list[LabelledQuery], list[str]]:
     from faq_search.index.faq_index import FaqIndex
 
-    index = FaqIndex.load(index_dir)
+    index = FaqIndex.load(index_dir, runtime=runtime)
     labelled, negatives = files.read(known_ids=[i for entry in index.entries for i in entry.ids])
     return index, list(labelled), list(negatives)
 

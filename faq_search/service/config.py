@@ -42,6 +42,7 @@ class ServeConfig:
     max_connections: int = 1000  # open connections; past it the one waiting longest for its headers is closed
     header_timeout_s: float = 10.0  # a connection must send a request's headers within this, or it is closed
     keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
+    runtime: str | None = None  # torch, onnx or auto (None: $FAQ_SEARCH_RUNTIME, else auto); see encoding.runtime
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index_dir", Path(self.index_dir))  # accept a str from library callers

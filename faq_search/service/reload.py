@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from faq_search.encoding.runtime import batch_runtime
 from faq_search.errors import FaqSearchError, SettingsMismatchError
 from faq_search.service.config import ServeConfig
 
@@ -76,7 +77,12 @@ def open_index(config: ServeConfig, previous: FaqIndex | None = None) -> FaqInde
         except SettingsMismatchError:
             log.info("the new bundle needs another encoder; loading it")
     if index is None:
-        index = FaqIndex.load(config.index_dir, model_path=config.model_path, threads=config.threads)
+        index = FaqIndex.load(
+            config.index_dir,
+            model_path=config.model_path,
+            threads=config.threads,
+            runtime=batch_runtime(config.runtime) if config.batching else config.runtime,
+        )
     warm_up(index)
     return index
 

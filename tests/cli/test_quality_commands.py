@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from faq_search.cli import app
+from faq_search.encoding.runtime import Runtime, batch_runtime
 from faq_search.encoding.settings import Fields, Pooling
 from faq_search.errors import InputError
 from faq_search.quality import adapt as adapt_module
@@ -51,8 +52,10 @@ def test_eval_passes_the_query_files_and_renders_metrics_and_thresholds(
 ) -> None:
     calls: list[tuple[Any, ...]] = []
 
-    def fake(index_dir: Path, files: QueryFiles, *, plot: Path | None = None) -> tuple[Evaluation, list[ThresholdRow]]:
-        calls.append((index_dir, files, plot))
+    def fake(
+        index_dir: Path, files: QueryFiles, *, plot: Path | None = None, runtime: Runtime | None = None
+    ) -> tuple[Evaluation, list[ThresholdRow]]:
+        calls.append((index_dir, files, plot, runtime))
         return EVIDENCE, ROWS
 
     monkeypatch.setattr(evaluate_module, "evaluate_index", fake)
@@ -61,7 +64,7 @@ def test_eval_passes_the_query_files_and_renders_metrics_and_thresholds(
         "eval", str(queries), "--index", str(tmp_path), "--negatives", str(negatives), "--query-column", "q"
     )
     assert result.exit_code == 0, result.output
-    assert calls == [(tmp_path, QueryFiles(queries, negatives, query_column="q"), None)]
+    assert calls == [(tmp_path, QueryFiles(queries, negatives, query_column="q"), None, batch_runtime(None))]
     assert "MRR@10 0.500" in result.output and "nDCG@10 0.600" in result.output
     assert "threshold  precision  coverage  false answers" in result.output
 
