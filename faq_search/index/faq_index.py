@@ -35,7 +35,7 @@ from faq_search.encoding.runtime import Runtime, pick_runtime
 from faq_search.encoding.settings import ADAPTED_MODEL, ENCODER_DIR, EncoderIdentity, EncoderSettings, Fields, choice
 from faq_search.errors import BundleError, InputError, SettingsMismatchError
 from faq_search.index.build import CACHE_CHUNK, build_index, stored_vectors
-from faq_search.index.columns import LazyColumn
+from faq_search.index.columnar import LazyColumn
 from faq_search.index.confidence import POOL, ConfidenceModel, default_model
 from faq_search.index.edits import deleted, upserted
 from faq_search.index.files import index_files, read_index_files

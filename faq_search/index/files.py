@@ -7,9 +7,9 @@ parts and checks that they agree with each other and with the manifest
 themselves are the bundle layer's job (:mod:`faq_search.bundle.files`).
 
 Two layouts: JSON (``rows.json``, ``entries.jsonl``: readable, parsed whole
-at load) for FAQs under :data:`~faq_search.index.columns.COLUMNAR_ENTRIES`
+at load) for FAQs under :data:`~faq_search.index.columnar.COLUMNAR_ENTRIES`
 entries, and columnar (``rows/*.npy``, ``entries.arrow``: memory-mapped,
-decoded on use, :mod:`faq_search.index.columns`) from there on. Both load the
+decoded on use, :mod:`faq_search.index.columnar`) from there on. Both load the
 same way, and a bundle in either layout may be rewritten in the other.
 """
 
@@ -27,7 +27,7 @@ from faq_search.bundle.files import DATA_FILES, ENTRIES, ROWS, VECTORS, Content,
 from faq_search.bundle.layout import COLUMNAR_FILES, ENTRIES_ARROW, ROWS_DIGEST, ROWS_ENTRY, ROWS_FIELD
 from faq_search.corpus import FaqEntry
 from faq_search.errors import BundleError
-from faq_search.index.columns import (
+from faq_search.index.columnar import (
     COLUMNAR_ENTRIES,
     FIELD_CODES,
     CodedStrings,

@@ -214,7 +214,7 @@ class VectorStore:
 
         if index.ntotal != len(row_entry) or len(row_entry) != len(row_field):
             raise BundleError(f"vector count {index.ntotal} does not match {len(row_entry)} rows; rebuild the index")
-        from faq_search.index.columns import LazyColumn
+        from faq_search.index.columnar import LazyColumn
 
         self.index = index
         self.row_entry = np.asarray(row_entry, dtype=np.int64)  # a mapped int64 column stays mapped

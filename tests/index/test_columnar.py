@@ -15,7 +15,7 @@ from faq_search.bundle.layout import ENTRIES_ARROW, ROWS_DIGEST, ROWS_ENTRY, ROW
 from faq_search.corpus import FaqEntry, read_faq
 from faq_search.errors import BundleError
 from faq_search.index import files as index_files
-from faq_search.index.columns import CodedStrings, ColumnarEntries, npy_bytes, npy_view
+from faq_search.index.columnar import CodedStrings, ColumnarEntries, npy_bytes, npy_view
 from faq_search.index.faq_index import FaqIndex
 from faq_search.index.update import update_bundle
 from faq_search.index.verify import check_bundle
