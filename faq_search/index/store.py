@@ -21,7 +21,7 @@ import enum
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from faq_search.encoding.settings import choice
 from faq_search.errors import BundleError, InputError
@@ -109,7 +109,42 @@ def build_index(
     return index
 
 
-def _search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+FILTER_EXACT_ROWS = 20_000
+"""An approximate index searched with a filter keeping at most this many rows scans those rows exactly."""
+
+
+def _selector_search(index: faiss.Index, allowed: np.ndarray, share: float, fetch: int, exact: bool) -> tuple[Any, Any]:
+    """The FAISS index to search and parameters that skip rows outside ``allowed``.
+
+    ``exact``: an HNSW index's flat storage, an IVF index with every cell
+    scanned; otherwise the approximate search widened by ``1 / share``.
+    """
+    import faiss
+    import numpy as np
+
+    lib: Any = faiss  # its type stubs lack the search parameters' selector
+    bits = np.packbits(allowed, bitorder="little")
+    selector = lib.IDSelectorBitmap(len(allowed), lib.swig_ptr(bits))
+    index = faiss.downcast_index(index)
+    widen = 1.0 / max(share, 1e-9)
+    params: Any
+    if isinstance(index, faiss.IndexHNSW) and exact:
+        index = faiss.downcast_index(index.storage)
+        params = lib.SearchParameters(sel=selector)
+    elif isinstance(index, faiss.IndexHNSW):
+        params = lib.SearchParametersHNSW(sel=selector)
+        params.efSearch = int(min(max(fetch, index.hnsw.efSearch * widen), 1 << 15))
+    elif isinstance(index, faiss.IndexIVF):
+        params = lib.SearchParametersIVF(sel=selector)
+        probe = index.nlist if exact else math.ceil(index.nprobe * widen)
+        params.nprobe = int(min(index.nlist, max(index.nprobe, probe)))
+    else:
+        params = lib.SearchParameters(sel=selector)
+    params.kept_alive = (bits, selector)  # the selector reads these bytes: keep them as long as the parameters
+    return index, params
+
+
+def _search(index: faiss.Index, queries: np.ndarray, k: int, params: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """``index.search``, on one OpenMP thread for a single query.
 
     FAISS splits a lone query's flat scan over its threads, which costs more
@@ -120,11 +155,11 @@ def _search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray
     import faiss
 
     if len(queries) != 1:
-        return index.search(queries, k)
+        return index.search(queries, k, params=params)
     previous = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
-        return index.search(queries, k)
+        return index.search(queries, k, params=params)
     finally:
         faiss.omp_set_num_threads(previous)
 
@@ -183,18 +218,22 @@ class VectorStore:
     def __len__(self) -> int:
         return int(self.index.ntotal)
 
-    def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[list[Hit]]:
         """The ``k`` best entries for each query row, best first, one hit per entry.
 
         Rows are fetched in growing rounds until ``k`` distinct entries are
         seen: the first time an entry shows up in a score-sorted row list is its
-        maximum, so the result is exact for an exact index.
+        maximum, so the result is exact for an exact index. ``allowed`` (a
+        boolean mask over rows) restricts the search to those rows before
+        ranking (see :meth:`_search_allowed`).
         """
         import numpy as np
 
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dimension:
             raise InputError(f"query vectors must be [n, {self.dimension}], got {list(queries.shape)}")
+        if allowed is not None:
+            return self._search_allowed(queries, k, np.asarray(allowed, dtype=bool))
         k = min(k, self.entry_count)
         if k <= 0 or len(self) == 0:
             return [[] for _ in range(len(queries))]
@@ -205,6 +244,48 @@ class VectorStore:
             if fetch >= len(self) or all(len(hits) >= k for hits in results):
                 return results
             fetch = min(len(self), fetch * 4)
+
+    def _search_allowed(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> list[list[Hit]]:
+        """:meth:`search` over the ``allowed`` rows only, with FAISS ID selectors.
+
+        Exact where it can be cheap: a flat index skips the other rows in its
+        scan; an approximate index with at most :data:`FILTER_EXACT_ROWS`
+        allowed rows scans them exactly (HNSW: its flat storage; IVF: every
+        cell). Beyond that, the approximate search itself skips other rows,
+        its candidate list (HNSW ``efSearch``) or scanned cells (IVF
+        ``nprobe``) widened by the inverse of the share kept, and a query that
+        still finds fewer than ``k`` entries falls back to the exact scan, so k
+        entries come back whenever k pass the filter.
+        """
+        import numpy as np
+
+        rows = int(allowed.sum())
+        entries = int(np.unique(self.row_entry[allowed]).size) if rows else 0
+        k = min(k, entries)
+        if k <= 0:
+            return [[] for _ in range(len(queries))]
+        share = rows / max(len(self), 1)
+        approximate = self.index_type is not IndexType.FLAT
+        exact = not approximate or rows <= FILTER_EXACT_ROWS
+        results = self._rounds(queries, k, allowed, rows, share, exact)
+        short = [q for q, hits in enumerate(results) if len(hits) < k]
+        if short and not exact:
+            for q, hits in zip(short, self._rounds(queries[short], k, allowed, rows, share, True), strict=True):
+                results[q] = hits
+        return results
+
+    def _rounds(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray, rows: int, share: float, exact: bool
+    ) -> list[list[Hit]]:
+        """Selector searches in growing rounds until each query has ``k`` entries or every allowed row is seen."""
+        fetch = min(rows, k * self.max_rows_per_entry)
+        while True:
+            index, params = _selector_search(self.index, allowed, share, fetch, exact)
+            scores, found = _search(index, queries, fetch, params)
+            results = [self._entries(s, r, k) for s, r in zip(scores, found, strict=True)]
+            if fetch >= rows or all(len(hits) >= k for hits in results):
+                return results
+            fetch = min(rows, fetch * 4)
 
     def _entries(self, scores: np.ndarray, rows: np.ndarray, k: int) -> list[Hit]:
         hits: list[Hit] = []

@@ -26,6 +26,7 @@ from faq_search.encoding.protocol import Encoder
 from faq_search.encoding.settings import ADAPTED_MODEL, EncoderSettings, Fields
 from faq_search.errors import BundleError
 from faq_search.index.cache import EmbeddingCache
+from faq_search.index.columns import ColumnSpec
 from faq_search.index.faq_index import FaqIndex
 from faq_search.index.lexical import HybridSettings
 from faq_search.index.records import compare_entries
@@ -47,6 +48,7 @@ def update_bundle(
     source_name: str | None = None,
     full: bool = False,
     keep_adapted: bool = True,
+    metadata_columns: Sequence[str] | None = None,
 ) -> FaqIndex:
     """Index an FAQ into the bundle directory ``path``, re-embedding only what changed there.
 
@@ -62,6 +64,9 @@ def update_bundle(
     ``keep_adapted``: when the bundle at ``path`` carries an adapted encoder
     (``faq-search adapt``) and no ``encoder`` is given, index with that encoder
     (``settings.model`` is then ignored) and carry it into the new bundle.
+
+    ``metadata_columns``: the filterable columns (``name`` or ``name:type``);
+    None keeps those of the bundle at ``path`` (re-read from the new entries).
     """
     target = Path(path)
     check_writable(target)  # before any embedding work, not after it
@@ -89,6 +94,7 @@ def update_bundle(
         progress=progress,
         reuse=None if full else previous,
         cache=cache,
+        metadata_columns=_columns(metadata_columns, previous),
     )
     index.revise(source=source_name)
     if adapted is not None:
@@ -117,6 +123,13 @@ def update_bundle(
     index.save(target)
     cache.clear()
     return index
+
+
+def _columns(given: Sequence[str] | None, previous: FaqIndex | None) -> Sequence[str | ColumnSpec]:
+    """The filterable columns to build: those given, else the previous bundle's (name and type)."""
+    if given is not None:
+        return list(given)
+    return [] if previous is None or previous.columns is None else list(previous.columns.specs)
 
 
 def _previous(target: Path) -> tuple[FaqIndex | None, str | None]:
