@@ -88,6 +88,15 @@ def index(
         bool,
         typer.Option("--full", help="Re-embed every text, even those the bundle at --out already has vectors for."),
     ] = False,
+    metadata_column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metadata-column",
+            help="A metadata column `ask --where` can filter on; repeat for several. NAME or NAME:TYPE with TYPE "
+            "string, number, boolean or list (items separated by |); default: inferred. Unset: the columns of "
+            "the bundle at --out.",
+        ),
+    ] = None,
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -111,7 +120,7 @@ def index(
     built = update_bundle(
         out, entries, settings=settings, fields=fields, hybrid=HybridSettings(weight=hybrid_weight),
         index_type=index_type.value, batch_size=batch_size, threads=threads, progress=not quiet,
-        source_name=file.name, full=full, keep_adapted=model is None,
+        source_name=file.name, full=full, keep_adapted=model is None, metadata_columns=metadata_column,
     )  # fmt: skip
     report, manifest = built.report, built.manifest
     if report is not None and report.reuse_note and not as_json:
