@@ -377,6 +377,15 @@ class FaqIndex:
     def _check_encoder(self, encoder: Encoder) -> None:
         _check_encoder(self.identity, encoder)
 
+    def use_encoder(self, encoder: Encoder) -> None:
+        """Query with ``encoder`` (one loaded for another index); SettingsMismatchError if it differs from the bundle's.
+
+        How a server holding several indexes built with the same settings keeps one model in memory.
+        """
+        self._check_encoder(encoder)
+        with self._lock:
+            self._encoder = encoder
+
     def ask(
         self, question: str, k: int = 5, min_score: float | None = None, where: str | Sequence[str] | None = None
     ) -> list[Match]:
