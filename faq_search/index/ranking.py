@@ -129,8 +129,7 @@ def pools(
             cosine = dense[q, entries].astype(np.float64)
             out.append(Pool(entries, cosine, _pool_bm25(lexicon, questions[q], entries), None, row_scores[q], layout))
         return out
-    rows = None if allowed is None else allowed[store.row_entry]
-    for q, hits in enumerate(store.search(vectors, size, rows)):
+    for q, hits in enumerate(store.search(vectors, size, allowed)):
         entries = np.array([hit.entry for hit in hits], dtype=np.int64)
         cosine = np.array([hit.score for hit in hits], dtype=np.float64)
         rows = np.array([hit.row for hit in hits], dtype=np.int64)

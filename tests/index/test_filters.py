@@ -298,12 +298,12 @@ def test_filtered_ask_equals_brute_force_over_the_filtered_entries(
     assert all(len(m) == min(k, len(kept)) for m in found)
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
 @pytest.mark.parametrize("where", ["plan=pro", "price < 50", "country=DE and active=true", "price < 4"])
 def test_the_approximate_selector_path_also_finds_k(
     kind: str, where: str, indexes: dict[tuple[str, bool], FaqIndex], encoder: RandomEncoder, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    """Past FILTER_EXACT_ROWS the ANN search itself skips other rows (widened); here that path is forced."""
+    """Past FILTER_EXACT_ROWS the index's own search skips other rows (ANN: widened); here that path is forced."""
     monkeypatch.setattr(store_module, "FILTER_EXACT_ROWS", 0)
     index = indexes[(kind, False)]
     mask = index.filter_mask(where)
