@@ -9,6 +9,7 @@
     entries.jsonl   one FAQ entry per line (id, questions, answer, metadata)
     lexical/        the BM25 index when fusion is on (bm25s's .npy arrays and JSON)
     encoder/        an adapted encoder (safetensors, config, tokenizer), when ``faq-search adapt`` kept one
+    filters/        the filterable metadata columns (``index --metadata-column``): columns.json and one .npy each
 """
 
 from __future__ import annotations
@@ -22,3 +23,4 @@ DATA_FILES = (VECTORS, ROWS, ENTRIES)
 
 LEXICAL_DIR = "lexical"
 ENCODER_DIR = "encoder"
+FILTERS_DIR = "filters"

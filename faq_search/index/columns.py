@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from faq_search.bundle.layout import FILTERS_DIR
 from faq_search.corpus import FaqEntry
 from faq_search.errors import BundleError, InputError
 from faq_search.index.filters import And, Comparison, FilterError, Node, Not
 
-FILTERS_DIR = "filters"
 COLUMNS_FILE = f"{FILTERS_DIR}/columns.json"
 COLUMNS_VERSION = 1
 LIST_SEPARATOR = "|"

@@ -277,7 +277,7 @@ class VectorStore:
             return [[] for _ in range(len(queries))]
         rows_mask = allowed[self.row_entry]
         rows = int(rows_mask.sum())
-        matrix = self._matrix()
+        matrix = self.vector_view()
         if rows <= FILTER_EXACT_ROWS and matrix is not None:
             return self._by_rows(queries, k, np.flatnonzero(rows_mask), matrix)
         exact = self.index_type is IndexType.FLAT or rows <= FILTER_EXACT_ROWS
@@ -332,8 +332,11 @@ class VectorStore:
             out.append(hits)
         return out
 
-    def _matrix(self) -> np.ndarray | None:
-        """The stored vectors as one float32 array, without a copy (flat and HNSW indexes); None for IVF."""
+    def vector_view(self) -> np.ndarray | None:
+        """The stored vectors as one float32 array without a copy (flat and HNSW indexes); None for IVF.
+
+        It reads the FAISS index's memory: valid while this store's index lives (keep a reference to it).
+        """
         import faiss
         import numpy as np
 
