@@ -56,18 +56,13 @@ class DenseLayout:
     order: np.ndarray  # store row of each matrix row
     starts: np.ndarray
     ends: np.ndarray
-    owner: object = None  # the FAISS index whose memory ``matrix`` views, kept alive with it
 
     @classmethod
     def of(cls, store: VectorStore, entry_count: int) -> DenseLayout:
-        """The layout of ``store``: its own vectors when its rows are already grouped by entry (no copy)."""
+        matrix = store.index.reconstruct_n(0, len(store))
         order = np.argsort(store.row_entry, kind="stable")
         starts = entry_starts(store.row_entry[order], entry_count)
         ends = np.append(starts[1:], len(order))
-        view = store.vector_view()
-        if view is not None and np.array_equal(order, np.arange(len(order))):  # as every build writes them
-            return cls(view, order, starts, ends, store.index)
-        matrix = store.index.reconstruct_n(0, len(store))
         return cls(np.ascontiguousarray(matrix[order]), order, starts, ends)
 
     def scores(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

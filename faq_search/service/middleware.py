@@ -159,7 +159,7 @@ class RequestGate:
                     matched, allowed = True, names
         if not matched:
             what = "a wrong" if given else "no"
-            fix = f"the server's ${TOKEN_ENV} or a token of its ${TOKENS_ENV} file"
+            fix = f"the server's ${TOKEN_ENV}" + (f" or a token of its ${TOKENS_ENV} file" if self.tokens else "")
             return None, (401, f"{what} bearer token; send 'Authorization: Bearer <token>' with {fix}")
         target = self._index_of(path)
         if allowed is not None and target is not None and target not in allowed:

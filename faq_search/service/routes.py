@@ -47,7 +47,7 @@ class Service:
         """The holder of index ``name``, or 404 naming the served ones."""
         holder = self.holders.get(name)
         if holder is None:
-            raise HttpError(404, f"no index {name!r}; GET /indexes lists the indexes this server holds")
+            raise HttpError(404, f"no index {name[:64]!r}; GET /indexes lists the indexes this server holds")
         return holder
 
 

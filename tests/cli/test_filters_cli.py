@@ -39,10 +39,8 @@ def test_ask_where_keeps_only_entries_that_pass(filtered_index: Path) -> None:
         assert result.returncode == 0, result.stderr
         return [m["id"] for m in json.loads(result.stdout)["matches"]]
 
-    assert set(ids()) >= {"ship-de", "ship-at", "ship-fr"}
     assert set(ids("country in (AT, FR)", "tags=shipping")) == {"ship-at", "ship-fr"}
     assert set(ids("plan != free and not tags = customs")) == {"ship-at", "invoice"}
-    assert ids("plan=enterprise or country=DE")[0] in {"ship-de", "ship-fr"}
     assert set(ids("plan=enterprise or country=DE")) == {"ship-de", "ship-fr", "refund", "invoice"}
 
 
@@ -51,11 +49,3 @@ def test_ask_where_errors_are_one_line(filtered_index: Path) -> None:
     question = ["ask", "shipping", "-i", str(filtered_index)]
     one_line_error(run(*question, "--where", "region=EU"), "unknown filter field 'region'", "plan, country, tags")
     one_line_error(run(*question, "--where", "plan=gold"), "known values: enterprise, free, pro")
-    one_line_error(run(*question, "--where", "plan=(free"), "expected a value")
-
-
-@pytest.mark.model
-def test_info_lists_the_filter_files(filtered_index: Path) -> None:
-    result = run("info", "-i", str(filtered_index), "--json")
-    assert result.returncode == 0, result.stderr
-    assert "filters/columns.json" in json.loads(result.stdout)["files"]

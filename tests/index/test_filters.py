@@ -333,3 +333,16 @@ def test_where_lists_are_joined_with_and(indexes: dict[tuple[str, bool], FaqInde
     assert shown(both) == shown(joined) and both
     assert index.ask("refund", k=3, where=None) == index.ask("refund", k=3)
     assert index.ask("refund", k=3, where=[]) == index.ask("refund", k=3)
+
+
+def test_reindexing_keeps_the_bundles_columns_unless_given(tmp_path: Path, encoder: RandomEncoder) -> None:
+    from faq_search.index.update import update_bundle
+
+    first = update_bundle(tmp_path / "b", ENTRIES[:50], encoder=encoder, metadata_columns=["plan", "tags:list"])
+    assert first.columns is not None and [c.name for c in first.columns.specs] == ["plan", "tags"]
+    again = update_bundle(tmp_path / "b", ENTRIES[:60], encoder=encoder)
+    assert again.columns is not None and again.columns.specs == first.columns.specs
+    mask = FaqIndex.load(tmp_path / "b", encoder=encoder).filter_mask("tags = login")
+    assert mask is not None and mask.tolist() == ["login" in e.metadata["tags"] for e in ENTRIES[:60]]
+    none = update_bundle(tmp_path / "b", ENTRIES[:60], encoder=encoder, metadata_columns=[])
+    assert none.columns is None
