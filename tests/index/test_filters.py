@@ -132,6 +132,23 @@ def test_hostile_filters_get_a_clean_one_line_error_fast(text: str, indexes: dic
     assert "\n" not in message and len(message) < 400
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    text=st.one_of(
+        st.text(max_size=300),
+        st.text(alphabet="()'\"\\=!<>, andortiplc0123-\u00e9\u202e\x00", max_size=300),
+    )
+)
+def test_any_text_parses_or_fails_with_one_filter_error(text: str, indexes: dict[tuple[str, bool], FaqIndex]) -> None:
+    """Fuzzed filters: a mask of the right size, or a one-line FilterError; never another exception."""
+    try:
+        mask = indexes[("flat", True)].filter_mask(text)
+    except FilterError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 400
+        return
+    assert mask is None or (mask.dtype == bool and mask.shape == (len(ENTRIES),))
+
+
 def test_nesting_up_to_the_limit_parses() -> None:
     depth = MAX_DEPTH - 1
     assert parse("(" * depth + "a=b" + ")" * depth) == Comparison("a", "=", ("b",))
