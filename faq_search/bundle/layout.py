@@ -13,6 +13,7 @@
     encoder/        an adapted encoder (safetensors, config, tokenizer), when ``faq-search adapt`` kept one
     onnx/           the query encoder as an ONNX graph, its tokenizer and identity, for answering without torch
                     (``faq-search onnx``; see faq_search.encoding.onnx_export)
+    filters/        the filterable metadata columns (``index --metadata-column``): columns.json and one .npy each
 """
 
 from __future__ import annotations
@@ -36,3 +37,4 @@ MAPPED_FILES = (VECTORS, ROWS_ENTRY, ROWS_FIELD, ROWS_DIGEST, ENTRIES_ARROW)
 LEXICAL_DIR = "lexical"
 ENCODER_DIR = "encoder"
 ONNX_DIR = "onnx"
+FILTERS_DIR = "filters"

@@ -24,6 +24,16 @@ def ask(
             "below this. Default: the index's calibrated threshold (faq-search calibrate), else none.",
         ),
     ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where",
+            "-w",
+            help="Only answers whose metadata pass this filter, e.g. 'plan=enterprise' or 'country in (DE, AT)'; "
+            "repeat to require several (joined with and). Grammar: =, !=, in (...), not in, <, <=, >, >= on "
+            "numbers, and/or/not, parentheses, 'quoted values'. Fields: the index's --metadata-column columns.",
+        ),
+    ] = None,
     model: MovedModel = None,
     threads: Threads = None,
     runtime: RuntimeChoice = None,
@@ -34,7 +44,7 @@ def ask(
 
     faq = FaqIndex.load(index_dir, model_path=model, threads=threads, runtime=runtime)
     threshold = faq.manifest.min_score if min_score is None else min_score
-    answer = Answer.of(question, faq.ask(question, k=k, min_score=min_score), k, threshold)
+    answer = Answer.of(question, faq.ask(question, k=k, min_score=min_score, where=where or None), k, threshold)
     if as_json:
         typer.echo(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
     elif not answer.answered:

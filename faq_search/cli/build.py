@@ -112,6 +112,15 @@ def index(
     actors: Annotated[
         int | None, typer.Option(min=1, help="With --engine ray: encoder actors (default: one per cluster CPU).")
     ] = None,
+    metadata_column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metadata-column",
+            help="A metadata column `ask --where` can filter on; repeat for several. NAME or NAME:TYPE with TYPE "
+            "string, number, boolean or list (items separated by |); default: inferred. Unset: the columns of "
+            "the bundle at --out.",
+        ),
+    ] = None,
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -131,7 +140,7 @@ def index(
     options: dict[str, Any] = dict(
         settings=settings, fields=fields, hybrid=HybridSettings(weight=hybrid_weight), index_type=index_type.value,
         batch_size=batch_size, threads=threads, progress=not quiet, source_name=file.name, full=full,
-        keep_adapted=model is None,
+        keep_adapted=model is None, metadata_columns=metadata_column,
     )  # fmt: skip
     if engine is Engine.RAY:
         from faq_search.index.ray_build import ReadOptions, index_on_ray

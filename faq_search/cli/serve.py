@@ -6,11 +6,20 @@ from typing import Annotated
 
 import typer
 
-from faq_search.cli.options import DEFAULT_INDEX, IndexDir, MovedModel, RuntimeChoice
+from faq_search.cli.options import DEFAULT_INDEX, MovedModel, RuntimeChoice
 
 
 def serve(
-    index_dir: IndexDir = DEFAULT_INDEX,
+    index: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--index",
+            "-i",
+            help="Index bundle directory (default: $FAQ_SEARCH_INDEX or indexes/default). Repeat as NAME=DIR to "
+            "serve several, each under /indexes/NAME/ (shop=indexes/shop); indexes with equal encoder settings "
+            "share one model.",
+        ),
+    ] = None,
     host: Annotated[
         str, typer.Option(help="Address to listen on. 127.0.0.1 keeps it on this machine; 0.0.0.0 opens it to all.")
     ] = "127.0.0.1",
@@ -36,14 +45,18 @@ def serve(
 ) -> None:
     """Serve an index over HTTP: POST /ask, /ask/batch, /embed; a search page at /; API docs at /docs.
 
-    Set $FAQ_SEARCH_TOKEN to require 'Authorization: Bearer <token>' on the API (/health, the page and /docs stay open).
+    Set $FAQ_SEARCH_TOKEN to require 'Authorization: Bearer <token>' on the API (/health, the page and /docs stay open),
+    or $FAQ_SEARCH_TOKENS to a JSON file of token: [index names] so that each token reads only its indexes.
     """
     from faq_search.service.app import ServeConfig
     from faq_search.service.app import serve as run_server
+    from faq_search.service.config import parse_index_option
 
+    index_dir, named = parse_index_option(index or [str(DEFAULT_INDEX)])
     run_server(
         ServeConfig(
             index_dir=index_dir,
+            named=named,
             host=host,
             port=port,
             workers=workers,

@@ -36,9 +36,11 @@ from faq_search.encoding.settings import ADAPTED_MODEL, ENCODER_DIR, EncoderIden
 from faq_search.errors import BundleError, InputError, SettingsMismatchError
 from faq_search.index.build import CACHE_CHUNK, build_index, stored_vectors
 from faq_search.index.columnar import LazyColumn
+from faq_search.index.columns import FILTERS_DIR, ColumnSpec, FilterColumns, build_columns
 from faq_search.index.confidence import POOL, ConfidenceModel, default_model
 from faq_search.index.edits import deleted, upserted
 from faq_search.index.files import index_files, read_index_files
+from faq_search.index.filters import FilterError, parse_all
 from faq_search.index.lexical import HybridSettings, LexicalIndex, entry_document
 from faq_search.index.manifest import IndexManifest
 from faq_search.index.pool_lexical import PoolLexicon
@@ -50,6 +52,8 @@ from faq_search.index.store import IndexType, VectorStore
 if TYPE_CHECKING:
     from faq_search.index.build import EncodeEngine
     from faq_search.index.cache import EmbeddingCache
+
+_MASKS_KEPT = 256  # filters whose entry masks an index keeps
 
 __all__ = [
     "ANSWER",
@@ -84,6 +88,7 @@ class FaqIndex:
         row_digests: Sequence[str] | None = None,
         extra_files: Mapping[str, bytes] | None = None,
         runtime: Runtime | str | None = None,
+        columns: FilterColumns | None = None,
     ) -> None:
         self.entries: Sequence[FaqEntry] = entries if isinstance(entries, LazyColumn) else list(entries)
         self.store = store
@@ -92,8 +97,11 @@ class FaqIndex:
             row_digests if row_digests is None or isinstance(row_digests, LazyColumn) else list(row_digests)
         )
         """Per store row, :func:`text_digest` of the text it embeds (None for bundles written before them)."""
-        self.extra_files = dict(extra_files or {})
+        self.extra_files = {n: d for n, d in (extra_files or {}).items() if not n.startswith(f"{FILTERS_DIR}/")}
         """Bundle files besides the standard ones (``name -> bytes``), kept through load and save."""
+        self.columns = columns
+        """The filterable metadata columns (``index --metadata-column``), or None: see :meth:`filter_mask`."""
+        self._masks: dict[Any, np.ndarray] = {}  # recent filters' entry masks, by filter text
         self._encoder = encoder
         self._model_path = model_path
         self._threads = threads
@@ -180,6 +188,7 @@ class FaqIndex:
         reuse: FaqIndex | None = None,
         cache: EmbeddingCache | None = None,
         engine: EncodeEngine | None = None,
+        metadata_columns: Sequence[str | ColumnSpec] = (),
     ) -> FaqIndex:
         """Embed an FAQ (a file path, read with default columns, or entries) into a new index.
 
@@ -194,6 +203,8 @@ class FaqIndex:
         :mod:`faq_search.index.cache`). Either way the result equals a full build.
         ``engine``: where the encoder calls run (default this process; a
         :class:`~faq_search.index.ray_build.RayEngine` spreads them over a Ray cluster).
+        ``metadata_columns``: metadata columns ``ask(..., where=...)`` can filter
+        on, as ``"name"`` or ``"name:type"`` (see :mod:`faq_search.index.columns`).
         """
         built = build_index(
             source,
@@ -209,7 +220,9 @@ class FaqIndex:
             cache=cache,
             engine=engine,
         )
-        index = cls(built.entries, built.store, built.manifest, built.encoder, threads=threads)
+        specs = [c if isinstance(c, ColumnSpec) else ColumnSpec.parse(c) for c in metadata_columns]
+        columns = build_columns(built.entries, specs) if specs else None
+        index = cls(built.entries, built.store, built.manifest, built.encoder, threads=threads, columns=columns)
         index.row_digests = built.row_digests
         index.report = built.report
         return index
@@ -267,6 +280,8 @@ class FaqIndex:
             self._lexical_files = None
             self._dense_layout = None
             self._pool_lexicon = None
+            self.columns = None if self.columns is None else build_columns(built.entries, self.columns.specs)
+            self._masks = {}
             self.report = built.report
         return built.report
 
@@ -295,6 +310,8 @@ class FaqIndex:
         """Write the index as a bundle directory at ``path`` (atomically replacing one there)."""
         lexical = self.lexical.to_files() if self.hybrid.enabled else None
         files = index_files(self.entries, self.store, self.row_digests, lexical)
+        if self.columns is not None:
+            files.update(self.columns.to_files())
         written = write_bundle(path, self._manifest.to_bundle(), {**self.extra_files, **files})
         self.revise(files=written.files, build=written.build, format_version=written.format_version)
         return Path(path)
@@ -329,6 +346,7 @@ class FaqIndex:
             row_digests=parts.row_digests,
             extra_files=parts.extra,
             runtime=runtime,
+            columns=FilterColumns.from_files(parts.extra, len(parts.entries)),
         )
         index.path = Path(path)
         index._lexical_files = parts.lexical or None
@@ -396,18 +414,38 @@ class FaqIndex:
     def _check_encoder(self, encoder: Encoder) -> None:
         _check_encoder(self.identity, encoder)
 
-    def ask(self, question: str, k: int = 5, min_score: float | None = None) -> list[Match]:
+    def use_encoder(self, encoder: Encoder) -> None:
+        """Query with ``encoder`` (one loaded for another index); SettingsMismatchError if it differs from the bundle's.
+
+        How a server holding several indexes built with the same settings keeps one model in memory.
+        """
+        self._check_encoder(encoder)
+        with self._lock:
+            self._encoder = encoder
+
+    def ask(
+        self, question: str, k: int = 5, min_score: float | None = None, where: str | Sequence[str] | None = None
+    ) -> list[Match]:
         """The ``k`` best answers to ``question``, best first, each answer at most once.
 
         Each match's ``score`` is its confidence in [0, 1] (:mod:`.confidence`).
         Matches whose confidence is below ``min_score`` (default: the bundle's
         calibrated threshold, if any) are left out; an empty list means no
-        confident answer.
+        confident answer. ``where`` filters on metadata before ranking
+        (``"plan=enterprise and country in (DE, AT)"``; several texts are
+        joined with ``and``; grammar in :mod:`.filters`): only entries it keeps
+        are ranked and scored, so ``k`` matches come back whenever ``k`` pass.
         """
-        return self.ask_batch([question], k=k, min_score=min_score)[0]
+        return self.ask_batch([question], k=k, min_score=min_score, where=where)[0]
 
-    def ask_batch(self, questions: Sequence[str], k: int = 5, min_score: float | None = None) -> list[list[Match]]:
-        """:meth:`ask` for several questions with one encoder call."""
+    def ask_batch(
+        self,
+        questions: Sequence[str],
+        k: int = 5,
+        min_score: float | None = None,
+        where: str | Sequence[str] | None = None,
+    ) -> list[list[Match]]:
+        """:meth:`ask` for several questions with one encoder call (one filter for all of them)."""
         if isinstance(questions, str):
             raise InputError("ask_batch takes a list of questions; use ask() for one")
         if k < 1:
@@ -417,11 +455,26 @@ class FaqIndex:
                 raise InputError("the question is empty; type a question")
             if not is_text(question):
                 raise InputError("the question holds bytes that are not text (not UTF-8); pass the question as UTF-8")
+        allowed = self.filter_mask(where)
         if not questions:
             return []
-        threshold = self._manifest.min_score if min_score is None else min_score
         vectors = self.encoder.encode([q.strip() for q in questions])
-        ranked = self._ranked(vectors, questions, k)
+        return self.ask_vectors(vectors, questions, k, min_score, allowed)
+
+    def ask_vectors(
+        self,
+        vectors: np.ndarray,
+        questions: Sequence[str],
+        k: int = 5,
+        min_score: float | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> list[list[Match]]:
+        """:meth:`ask_batch` for questions already encoded with :attr:`encoder` (a server shares encoder calls).
+
+        ``allowed`` is an entry mask from :meth:`filter_mask` (None: every entry).
+        """
+        threshold = self._manifest.min_score if min_score is None else min_score
+        ranked = self._ranked(vectors, questions, k, allowed)
         results = []
         for hits in ranked:
             matches = [
@@ -438,6 +491,33 @@ class FaqIndex:
             results.append([m for m in matches if threshold is None or m.score >= threshold])
         return results
 
+    def filter_mask(self, where: str | Sequence[str] | None) -> np.ndarray | None:
+        """The entries a filter keeps (a boolean array over :attr:`entries`), or None for no filter.
+
+        A filter text that does not parse, or names a field or value this index
+        does not have, raises :class:`~faq_search.index.filters.FilterError`
+        (an :class:`InputError`) naming the known ones. Recent filters' masks
+        are kept, so a service asking with the same filter parses it once.
+        """
+        if where is None or (not isinstance(where, str) and not where):
+            return None
+        key = where if isinstance(where, str) else tuple(where)
+        mask = self._masks.get(key)
+        if mask is None:
+            node = parse_all(where)
+            if self.columns is None:
+                raise FilterError(
+                    "this index has no filterable fields; rebuild it with --metadata-column NAME "
+                    "(metadata_columns= in the library)"
+                )
+            mask = self.columns.mask(node)
+            mask.flags.writeable = False
+            with self._lock:
+                if len(self._masks) >= _MASKS_KEPT:
+                    self._masks.clear()
+                self._masks[key] = mask
+        return mask
+
     @property
     def lexical(self) -> LexicalIndex:
         """BM25 over each entry's embedded fields, built on first use."""
@@ -452,7 +532,9 @@ class FaqIndex:
                 self._lexical_files = None
         return self._lexical
 
-    def _ranked(self, vectors: np.ndarray, questions: Sequence[str], k: int) -> list[list[Ranked]]:
+    def _ranked(
+        self, vectors: np.ndarray, questions: Sequence[str], k: int, allowed: np.ndarray | None = None
+    ) -> list[list[Ranked]]:
         """The ``k`` best entries per question, scored by the confidence model (see :mod:`.ranking`)."""
         hybrid = self.hybrid.enabled
         return confident_search(
@@ -464,6 +546,7 @@ class FaqIndex:
             store=self.store,
             lexicon=self.pool_lexicon if hybrid else None,
             lexical=self.lexical.scores(questions) if hybrid else None,
+            allowed=allowed,
         )
 
     def candidate_features(self, questions: Sequence[str]) -> list[tuple[list[int], np.ndarray]]:

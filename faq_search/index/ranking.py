@@ -119,6 +119,7 @@ def pools(
     store: VectorStore,
     lexicon: PoolLexicon | None,
     lexical: np.ndarray | None = None,
+    allowed: np.ndarray | None = None,
 ) -> list[Pool]:
     """Each question's ``size`` best entries by cosine, with the BM25 among them (``lexicon`` None: zeros).
 
@@ -128,10 +129,16 @@ def pools(
     pool lacks join it, with their cosines (computed by the store directly for
     an approximate one). Either way, for the same candidates the numbers are
     the same, so a confidence does not depend on the index type.
+    ``allowed`` (a boolean mask over entries, from a filter) keeps the pool to
+    those entries: it is chosen among them, before any ranking (``lexical``
+    must be zero outside them).
     """
     out: list[Pool] = []
     if layout is not None:
         dense, row_scores = layout.scores(vectors)
+        if allowed is not None:
+            dense = np.where(allowed, dense, -np.inf)
+            size = min(size, int(allowed.sum()))
         for q in range(len(vectors)):
             entries = candidate_pool(dense[q], size)
             if lexical is not None:
@@ -139,7 +146,7 @@ def pools(
             cosine = dense[q, entries].astype(np.float64)
             out.append(Pool(entries, cosine, _pool_bm25(lexicon, questions[q], entries), None, row_scores[q], layout))
         return out
-    for q, hits in enumerate(store.search(vectors, size)):
+    for q, hits in enumerate(store.search(vectors, size, allowed)):
         entries = np.array([hit.entry for hit in hits], dtype=np.int64)
         cosine = np.array([hit.score for hit in hits], dtype=np.float64)
         rows = np.array([hit.row for hit in hits], dtype=np.int64)
@@ -198,6 +205,7 @@ def confident_search(
     store: VectorStore,
     lexicon: PoolLexicon | None,
     lexical: np.ndarray | None,
+    allowed: np.ndarray | None = None,
 ) -> list[list[Ranked]]:
     """The ``k`` best entries per question with their confidence (:mod:`.confidence`) as the score.
 
@@ -208,11 +216,15 @@ def confident_search(
     Dense only (``lexicon`` None): the ranking is the cosine's, the candidates
     only the ``max(k, 2)`` the margin needs, and the model sees no lexical
     evidence (see :func:`faq_search.index.confidence.features`).
+    ``allowed`` (an entry mask from a filter) restricts the candidates, so the
+    ranking, the pool BM25 and the confidence are those of the filtered FAQ.
     """
     size = max(k, POOL) if lexicon is not None else max(k, 2)
     out: list[list[Ranked]] = []
     union = lexical if lexicon is not None else None  # let strong BM25-only matches in
-    for q, pool in enumerate(pools(vectors, questions, size, layout, store, lexicon, union)):
+    if union is not None and allowed is not None:
+        union = np.where(allowed, union, 0.0)  # ... among the filtered entries only
+    for q, pool in enumerate(pools(vectors, questions, size, layout, store, lexicon, union, allowed)):
         positions, confidences = model.rank(pool.cosine, pool.lexical, k)
         out.append(
             [

@@ -27,6 +27,7 @@ from faq_search.encoding.protocol import Encoder
 from faq_search.encoding.settings import ADAPTED_MODEL, EncoderSettings, Fields
 from faq_search.errors import BundleError
 from faq_search.index.cache import EmbeddingCache
+from faq_search.index.columns import ColumnSpec
 from faq_search.index.faq_index import FaqIndex
 from faq_search.index.lexical import HybridSettings
 from faq_search.index.onnx_files import carried_onnx_files
@@ -53,6 +54,7 @@ def update_bundle(
     full: bool = False,
     keep_adapted: bool = True,
     engine: EncodeEngine | None = None,
+    metadata_columns: Sequence[str] | None = None,
 ) -> FaqIndex:
     """Index an FAQ into the bundle directory ``path``, re-embedding only what changed there.
 
@@ -72,6 +74,9 @@ def update_bundle(
     ``engine``: where the encoder calls run (this process by default; a
     :class:`~faq_search.index.ray_build.RayEngine` for a Ray cluster). The
     reuse, the resume cache and the written bundle are the same either way.
+
+    ``metadata_columns``: the filterable columns (``name`` or ``name:type``);
+    None keeps those of the bundle at ``path`` (re-read from the new entries).
     """
     target = Path(path)
     check_writable(target)  # before any embedding work, not after it
@@ -100,6 +105,7 @@ def update_bundle(
         reuse=None if full else previous,
         cache=cache,
         engine=engine,
+        metadata_columns=_columns(metadata_columns, previous),
     )
     index.revise(source=source_name)
     if adapted is not None:
@@ -129,6 +135,13 @@ def update_bundle(
     index.save(target)
     cache.clear()
     return index
+
+
+def _columns(given: Sequence[str] | None, previous: FaqIndex | None) -> Sequence[str | ColumnSpec]:
+    """The filterable columns to build: those given, else the previous bundle's (name and type)."""
+    if given is not None:
+        return list(given)
+    return [] if previous is None or previous.columns is None else list(previous.columns.specs)
 
 
 def _previous(target: Path) -> tuple[FaqIndex | None, str | None]:

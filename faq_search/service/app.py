@@ -6,7 +6,7 @@ hands questions to the engine and renders ``Answer.to_dict()`` (the same JSON
 as ``faq-search ask --json``). Its parts, one module each:
 
 - :mod:`~faq_search.service.config`: :class:`ServeConfig`, the limits;
-- :mod:`~faq_search.service.reload`: the served index and its hot reload;
+- :mod:`~faq_search.service.reload`: the served indexes, their shared encoders and hot reload;
 - :mod:`~faq_search.service.batching`: concurrent requests share model calls;
 - :mod:`~faq_search.service.schema`: request and response bodies;
 - :mod:`~faq_search.service.middleware`: the token, body and JSON limits, disconnects;
@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from faq_search.service.config import TOKEN_ENV, ServeConfig
+from faq_search.service.config import TOKEN_ENV, TOKENS_ENV, ServeConfig, read_tokens
 from faq_search.service.runner import app_from_env, serve
 
 if TYPE_CHECKING:
@@ -43,7 +43,11 @@ log = logging.getLogger("faq_search.service.app")
 
 DESCRIPTION = (
     "Every error is a JSON object whose `error` is one line naming the fix. "
-    "With `$FAQ_SEARCH_TOKEN` set, every endpoint needs `Authorization: Bearer <token>` except `/health`, "
+    "Every index is served under `/indexes/{name}/` (`GET /indexes` lists them); with one index, `/ask`, "
+    "`/ask/batch`, `/embed`, `/index` and `/reload` serve it too. `filter` restricts the answers to entries "
+    "whose metadata pass it. "
+    "With `$FAQ_SEARCH_TOKEN` set (or `$FAQ_SEARCH_TOKENS` naming a JSON file of token: [index names]), "
+    "every endpoint needs `Authorization: Bearer <token>` except `/health`, "
     "the search page (`/`, `/static/...`) and these docs (`/docs`, `/redoc`, `/openapi.json`, `/static-docs/...`), "
     "which hold no FAQ data and stay open. Limits: body 1 MiB (`/ask` 32 KiB), texts 1-2,000 characters with "
     "some non-space character, 64 texts per request, JSON objects of at most 32 keys nested at most 16 deep; "
@@ -52,6 +56,8 @@ DESCRIPTION = (
 ERRORS = {
     400: "The body is not UTF-8 JSON, or its JSON has too many keys or levels.",
     401: "The token is set and the request lacks it.",
+    403: "The token may not read this index (its `$FAQ_SEARCH_TOKENS` entry names others).",
+    404: "No such endpoint, or no index of that name.",
     405: "The method is not allowed on this path.",
     408: "The body did not arrive within the timeout.",
     413: "The body is larger than 1 MiB (32 KiB for /ask, 1 KiB for /reload).",
@@ -63,22 +69,31 @@ ERRORS = {
 
 
 def create_app(config: ServeConfig, index: FaqIndex | None = None) -> FastAPI:
-    """The ASGI app serving ``config.index_dir`` (or ``index``, an already loaded copy of it).
+    """The ASGI app serving ``config.served`` (``index``: an already loaded copy of the first).
 
-    The index is loaded and warmed when the app starts (its lifespan), not on
-    the first request. ``$FAQ_SEARCH_TOKEN`` is read here.
+    Indexes are loaded and warmed when the app starts (its lifespan), not on
+    the first request; those whose encoder settings are equal share one
+    loaded encoder, and all share one batch queue. ``$FAQ_SEARCH_TOKEN`` and
+    ``$FAQ_SEARCH_TOKENS`` are read here.
     """
     from fastapi import FastAPI
 
     from faq_search.service import docs, http_errors
     from faq_search.service.batching import Batcher
     from faq_search.service.middleware import RequestGate
-    from faq_search.service.reload import IndexHolder
+    from faq_search.service.reload import IndexHolder, SharedEncoders
     from faq_search.service.routes import Service
     from faq_search.service.schema import ErrorResponse
 
-    service = Service(config=config, holder=IndexHolder(config), batcher=Batcher(config))
+    shared = SharedEncoders()
+    holders = {name: IndexHolder(config, folder, name, shared) for name, folder in config.served}
+    service = Service(config=config, holder=next(iter(holders.values())), batcher=Batcher(config), holders=holders)
     token = os.environ.get(TOKEN_ENV) or None
+    tokens_file = os.environ.get(TOKENS_ENV) or None
+    tokens = read_tokens(tokens_file) if tokens_file else None
+    for names in (tokens or {}).values():
+        for name in sorted((names or set()) - set(holders)):
+            log.warning("$%s names index %r, which this server does not serve", TOKENS_ENV, name)
     app = FastAPI(
         title="faq-search",
         summary="Semantic FAQ retrieval over HTTP: ranked answers with cosine scores.",
@@ -92,45 +107,55 @@ def create_app(config: ServeConfig, index: FaqIndex | None = None) -> FastAPI:
     app.state.service = service
     app.state.holder = service.holder
     app.state.batcher = service.batcher
-    app.add_middleware(RequestGate, token=token, max_body_bytes=config.max_body_bytes, timeout_s=config.timeout_s)
-    _add_routes(app, token is not None)
+    app.add_middleware(
+        RequestGate,
+        token=token,
+        max_body_bytes=config.max_body_bytes,
+        timeout_s=config.timeout_s,
+        tokens=tokens,
+        single=config.single,
+    )
+    _add_routes(app, token is not None or tokens is not None, config.single is not None)
     docs.add_routes(app)
     http_errors.install(app)
     return app
 
 
 def _lifespan(service: Any, index: FaqIndex | None) -> Any:
-    """Start-up: load and warm the index, start the batcher and the watcher; shut-down: stop them."""
+    """Start-up: load and warm the indexes, start the batcher and a watcher per index; shut-down: stop them."""
     from faq_search.service.routes import describe
 
     config = service.config
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await service.holder.start(index)
+        for position, holder in enumerate(service.holders.values()):  # in turn: later ones reuse encoders
+            await holder.start(index if position == 0 else None)
         service.batcher.start()
-        watcher = asyncio.create_task(service.holder.watch()) if config.watch_s > 0 else None
-        served = service.holder.current
+        watchers = [asyncio.create_task(h.watch()) for h in service.holders.values()] if config.watch_s > 0 else []
         batching = "on" if config.batching else "off"
-        log.info(
-            "serving %s: %d entries, %s; batching %s",
-            config.index_dir,
-            len(served.index),
-            describe(served.index),
-            batching,
-        )
+        for name, holder in service.holders.items():
+            served = holder.current
+            log.info(
+                "serving %s: %d entries, %s; batching %s; at /indexes/%s/",
+                holder.index_dir,
+                len(served.index),
+                describe(served.index),
+                batching,
+                name,
+            )
         try:
             yield
         finally:
-            if watcher is not None:
+            for watcher in watchers:
                 watcher.cancel()
-                await asyncio.gather(watcher, return_exceptions=True)
+            await asyncio.gather(*watchers, return_exceptions=True)
             await service.batcher.stop()
 
     return lifespan
 
 
-def _add_routes(app: FastAPI, with_token: bool) -> None:
+def _add_routes(app: FastAPI, with_token: bool, single: bool) -> None:
     from fastapi import Security
     from fastapi.security import HTTPBearer
 
@@ -141,14 +166,39 @@ def _add_routes(app: FastAPI, with_token: bool) -> None:
     bearer = [Security(HTTPBearer(auto_error=False))] if with_token else []
     search: dict[str, Any] = {"dependencies": bearer, "tags": ["search"]}
     service: dict[str, Any] = {"tags": ["service"]}
-    app.add_api_route("/ask", routes.ask, methods=["POST"], response_model=AskResponse, **search)
-    app.add_api_route("/ask/batch", routes.ask_batch, methods=["POST"], response_model=AskBatchResponse, **search)
-    app.add_api_route("/embed", routes.embed, methods=["POST"], response_model=EmbedResponse, **search)
+    if single:
+        app.add_api_route("/ask", routes.ask, methods=["POST"], response_model=AskResponse, **search)
+        app.add_api_route("/ask/batch", routes.ask_batch, methods=["POST"], response_model=AskBatchResponse, **search)
+        app.add_api_route("/embed", routes.embed, methods=["POST"], response_model=EmbedResponse, **search)
     app.add_api_route("/health", routes.health, methods=["GET"], **service)
-    app.add_api_route("/index", routes.index_summary, methods=["GET"], dependencies=bearer, **service)
-    app.add_api_route("/reload", routes.reload, methods=["POST"], dependencies=bearer, **service)
+    if single:
+        app.add_api_route("/index", routes.index_summary, methods=["GET"], dependencies=bearer, **service)
+        app.add_api_route("/reload", routes.reload, methods=["POST"], dependencies=bearer, **service)
+    _add_named_routes(app, bearer)
     app.add_api_route("/", routes.page, methods=["GET"], include_in_schema=False)
     app.add_api_route("/static/{name}", routes.static, methods=["GET"], include_in_schema=False)
+
+
+def _add_named_routes(app: FastAPI, bearer: list[Any]) -> None:
+    """``/indexes`` and every index's own endpoints under ``/indexes/{name}/``."""
+    from faq_search.service import routes
+    from faq_search.service.schema import AskBatchResponse, AskResponse, EmbedResponse, IndexesResponse
+
+    named: dict[str, Any] = {"dependencies": bearer, "tags": ["indexes"]}
+    app.add_api_route("/indexes", routes.indexes, methods=["GET"], response_model=IndexesResponse, **named)
+    app.add_api_route("/indexes/{name}", routes.named_summary, methods=["GET"], **named)
+    app.add_api_route("/indexes/{name}/ask", routes.named_ask, methods=["POST"], response_model=AskResponse, **named)
+    app.add_api_route(
+        "/indexes/{name}/ask/batch",
+        routes.named_ask_batch,
+        methods=["POST"],
+        response_model=AskBatchResponse,
+        **named,
+    )
+    app.add_api_route(
+        "/indexes/{name}/embed", routes.named_embed, methods=["POST"], response_model=EmbedResponse, **named
+    )
+    app.add_api_route("/indexes/{name}/reload", routes.named_reload, methods=["POST"], **named)
 
 
 def _version() -> str:

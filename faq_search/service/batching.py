@@ -58,6 +58,7 @@ class Job:
     kind: Kind
     texts: tuple[str, ...]
     k: int = 1
+    allowed: np.ndarray | None = None  # ask: the entries a filter keeps (FaqIndex.filter_mask), None = all
     future: asyncio.Future[Any] | None = None
     queued_at: float = 0.0
     client: str = ""
@@ -86,15 +87,15 @@ def timed_run_jobs(jobs: Sequence[Job]) -> tuple[list[Any], float]:
 
 
 def run_jobs(jobs: Sequence[Job]) -> list[Any]:
-    """Run jobs with one model call per (index, kind) group; a result or an exception per job.
+    """Run jobs with one encoder call per encoder (indexes may share one); a result or an exception per job.
 
     Runs on the model thread. A failing group is retried job by job, so one
     bad request never fails the others gathered with it.
     """
     results: list[Any] = [None] * len(jobs)
-    groups: dict[tuple[int, str], list[int]] = {}
+    groups: dict[int, list[int]] = {}
     for position, job in enumerate(jobs):
-        groups.setdefault((id(job.index), job.kind), []).append(position)
+        groups.setdefault(id(job.index.encoder), []).append(position)
     for positions in groups.values():
         members = [jobs[p] for p in positions]
         try:
@@ -114,17 +115,29 @@ def _run_one(job: Job) -> Any:
 
 
 def _run_group(jobs: Sequence[Job]) -> list[Any]:
-    """One engine call for jobs sharing an index and a kind, split back per job."""
-    index = jobs[0].index
-    texts = [text for job in jobs for text in job.texts]
-    if jobs[0].kind == "ask":
-        answers: Any = index.ask_batch(texts, k=max(job.k for job in jobs), min_score=_NO_THRESHOLD)
-    else:
-        answers = index.encoder.encode(texts)
-    out, start = [], 0
-    for job in jobs:
-        out.append(answers[start : start + len(job.texts)])
-        start += len(job.texts)
+    """One encoder call for jobs whose indexes share an encoder, then one ranking per (index, filter).
+
+    ``ask`` jobs on the same index with the same filter are ranked together
+    (one score matrix); ``embed`` jobs take their vectors as they are.
+    """
+    texts = [text.strip() for job in jobs for text in job.texts]
+    vectors = jobs[0].index.encoder.encode(texts)
+    starts = np.cumsum([0, *(len(job.texts) for job in jobs)])
+    out: list[Any] = [vectors[starts[i] : starts[i + 1]] for i in range(len(jobs))]
+    rankings: dict[tuple[int, int], list[int]] = {}
+    for position, job in enumerate(jobs):
+        if job.kind == "ask":
+            rankings.setdefault((id(job.index), id(job.allowed)), []).append(position)
+    for members in rankings.values():
+        index, allowed = jobs[members[0]].index, jobs[members[0]].allowed
+        rows = np.concatenate([np.arange(starts[p], starts[p + 1]) for p in members])
+        questions = [text for p in members for text in jobs[p].texts]
+        k = max(jobs[p].k for p in members)
+        answers = index.ask_vectors(vectors[rows], questions, k=k, min_score=_NO_THRESHOLD, allowed=allowed)
+        at = 0
+        for p in members:
+            out[p] = answers[at : at + len(jobs[p].texts)]
+            at += len(jobs[p].texts)
     return out
 
 

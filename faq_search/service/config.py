@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from faq_search.errors import InputError
 
 TOKEN_ENV = "FAQ_SEARCH_TOKEN"
+TOKENS_ENV = "FAQ_SEARCH_TOKENS"
+"""A JSON file mapping tokens to the index names they may read: ``{"t1": ["shop"], "t2": "*"}``."""
+INDEX_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""What an index name served under ``/indexes/{name}/`` may be."""
 CONFIG_ENV = "FAQ_SEARCH_SERVE_CONFIG"  # how `--workers N` hands the config to its worker processes
 MAX_QUESTION_CHARS = 2000
 MAX_TEXTS = 64  # questions per /ask/batch, texts per /embed
@@ -43,9 +49,19 @@ class ServeConfig:
     header_timeout_s: float = 10.0  # a connection must send a request's headers within this, or it is closed
     keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
     runtime: str | None = None  # torch, onnx or auto (None: $FAQ_SEARCH_RUNTIME, else auto); see encoding.runtime
+    named: tuple[tuple[str, Path], ...] = ()  # `--index NAME=DIR`: indexes served under /indexes/NAME/
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index_dir", Path(self.index_dir))  # accept a str from library callers
+        object.__setattr__(self, "named", tuple((str(n), Path(d)) for n, d in self.named))
+        names = [name for name, _ in self.named]
+        for name in names:
+            if not INDEX_NAME.fullmatch(name):
+                raise InputError(
+                    f"index name {name!r} is not allowed; use letters, digits, '_', '-' and '.' (at most 64)"
+                )
+        if len(set(names)) != len(names):
+            raise InputError(f"index names must differ; got {', '.join(names)}")
         checks = [
             (self.workers >= 1, f"--workers {self.workers} must be at least 1"),
             (0 <= self.port <= 65535, f"--port {self.port} must be between 0 and 65535"),
@@ -64,10 +80,67 @@ class ServeConfig:
             if not ok:
                 raise InputError(message)
 
+    @property
+    def served(self) -> tuple[tuple[str, Path], ...]:
+        """``(name, directory)`` of every index served: the named ones, or ``index_dir`` under its folder's name."""
+        return self.named or ((self.index_dir.name or "default", self.index_dir),)
+
+    @property
+    def single(self) -> str | None:
+        """The name of the one index also served at ``/ask``, ``/index``, ... (None when there are several)."""
+        return self.served[0][0] if len(self.served) == 1 else None
+
     def to_json(self) -> str:
-        return json.dumps({**dataclasses.asdict(self), "index_dir": str(self.index_dir)})
+        data = dataclasses.asdict(self)
+        named = [[name, str(path)] for name, path in self.named]
+        return json.dumps({**data, "index_dir": str(self.index_dir), "named": named})
 
     @classmethod
     def from_json(cls, text: str) -> ServeConfig:
         data = json.loads(text)
-        return cls(**{**data, "index_dir": Path(data["index_dir"])})
+        named = tuple((name, Path(path)) for name, path in data.get("named", ()))
+        return cls(**{**data, "index_dir": Path(data["index_dir"]), "named": named})
+
+
+def parse_index_option(values: list[str]) -> tuple[Path, tuple[tuple[str, Path], ...]]:
+    """``serve --index`` values -> ``(index_dir, named)``: ``DIR`` alone, or ``NAME=DIR`` each.
+
+    ``["indexes/default"]`` -> ``(Path("indexes/default"), ())``;
+    ``["shop=indexes/shop", "de=indexes/de"]`` -> ``(Path("indexes/shop"), (("shop", ...), ("de", ...)))``.
+    """
+    named: list[tuple[str, Path]] = []
+    for value in values:
+        name, sep, folder = value.partition("=")
+        if not sep or not name or not folder:
+            if len(values) > 1:
+                raise InputError(f"--index {value!r}: give each of several indexes as NAME=DIR (shop=indexes/shop)")
+            return Path(value), ()
+        named.append((name.strip(), Path(folder.strip())))
+    return named[0][1], tuple(named)
+
+
+def read_tokens(path: str | Path) -> dict[str, frozenset[str] | None]:
+    """The token file named by ``$FAQ_SEARCH_TOKENS``: token -> index names it may read (None: every index).
+
+    The file is a JSON object ``{"token": ["shop", "support-de"], "admin-token": "*"}``.
+    """
+    where = f"${TOKENS_ENV} ({path})"
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"{where} cannot be read ({exc.strerror or exc}); point it at a JSON file") from None
+    except ValueError as exc:
+        raise InputError(f"{where} is not valid JSON ({exc}); write an object of token: [index names]") from None
+    if not isinstance(data, Mapping) or not data:
+        raise InputError(f'{where} must be a JSON object of token: [index names], e.g. {{"s3cret": ["shop"]}}')
+    tokens: dict[str, frozenset[str] | None] = {}
+    for position, (token, names) in enumerate(data.items(), start=1):
+        if not isinstance(token, str) or len(token) < 8 or token != token.strip():
+            raise InputError(f"{where}: token #{position} is shorter than 8 characters or padded; use a long secret")
+        if names == "*":
+            tokens[token] = None
+        elif isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+            tokens[token] = frozenset(names)
+        else:
+            raise InputError(f'{where}: token #{position} must map to a list of index names or "*"')
+    return tokens

@@ -1,10 +1,14 @@
-"""The gate in front of the app: token, body limits, JSON shape limits, and HEAD.
+"""The gate in front of the app: tokens and their index scopes, body limits, JSON shape limits, and HEAD.
 
 An ASGI middleware rather than FastAPI dependencies, so that it acts before
 anything expensive happens:
 
-- a request without the token is refused before its body is read, and every
-  new endpoint is protected unless listed in :data:`PUBLIC_PATHS`;
+- a request without a valid token is refused (401) before its body is read,
+  and every new endpoint is protected unless listed in :data:`PUBLIC_PATHS`;
+  a token from the ``$FAQ_SEARCH_TOKENS`` file may read only the indexes it
+  names: any path of another index (``/indexes/{name}/...``, and the
+  single-index paths when the one index is another) gets 403, and the
+  request's scope carries the allowed names (:data:`ALLOWED_INDEXES`);
 - the body is read with a size and a time limit, and a JSON body is parsed
   once here with bounds on its keys per object, its nesting and the length of
   its strings (an object of 80,000 unknown keys is refused in milliseconds
@@ -23,14 +27,19 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
-from faq_search.service.config import MAX_QUESTION_CHARS, TOKEN_ENV
+from faq_search.service.config import MAX_QUESTION_CHARS, TOKEN_ENV, TOKENS_ENV
 
 PUBLIC_PATHS = frozenset({"/", "/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 """Served without the token: the health probe, and the page and API docs, which hold no FAQ data."""
 PUBLIC_PREFIXES = ("/static/", "/static-docs/")
+SINGLE_INDEX_PATHS = frozenset({"/ask", "/ask/batch", "/embed", "/index", "/reload"})
+"""Paths of the single-index API: they read the one index a server holds when it holds one."""
+INDEXES_PREFIX = "/indexes/"
+ALLOWED_INDEXES = "faq_search.allowed_indexes"
+"""ASGI scope key: the index names the request's token may read (None: every index)."""
 PATH_BODY_BYTES = {"/ask": 32 << 10, "/reload": 1 << 10}
 """Tighter body limits where one bounded question is all a body can hold: 2,000 characters at 12 bytes each
 (an escaped character outside the BMP) and the other fields fit in 32 KiB, so larger bodies are refused
@@ -61,9 +70,20 @@ class BodyRefused(Exception):
 class RequestGate:
     """ASGI middleware: the bearer token (when set), body limits, JSON shape limits, HEAD."""
 
-    def __init__(self, app: App, *, token: str | None, max_body_bytes: int, timeout_s: float) -> None:
+    def __init__(
+        self,
+        app: App,
+        *,
+        token: str | None,
+        max_body_bytes: int,
+        timeout_s: float,
+        tokens: Mapping[str, frozenset[str] | None] | None = None,
+        single: str | None = None,
+    ) -> None:
         self.app = app
         self.token = token.encode("utf-8") if token else None
+        self.tokens = [(t.encode("utf-8"), names) for t, names in (tokens or {}).items()]
+        self.single = single
         self.max_body_bytes = max_body_bytes
         self.timeout_s = timeout_s
         self._large: dict[
@@ -75,16 +95,20 @@ class RequestGate:
             await self.app(scope, receive, send)
             return
         headers = {bytes(name).lower(): bytes(value) for name, value in scope.get("headers", [])}
-        refusal = self._auth_refusal(str(scope.get("path", "")), headers)
+        path = str(scope.get("path", ""))
+        allowed, refusal = self._access(path, headers)
         if refusal is not None:
-            await send_json(send, 401, refusal, [(b"www-authenticate", b"Bearer")])
+            status, message = refusal
+            extra = [(b"www-authenticate", b"Bearer")] if status == 401 else []
+            await send_json(send, status, message, extra)
             return
+        scope[ALLOWED_INDEXES] = allowed
         if scope.get("method") == "HEAD":
             scope, send = {**scope, "method": "GET"}, _without_body(send)
         if scope.get("method") not in {"POST", "PUT", "PATCH"}:
             await self.app(scope, receive, send)
             return
-        limit = min(self.max_body_bytes, PATH_BODY_BYTES.get(str(scope.get("path", "")), self.max_body_bytes))
+        limit = min(self.max_body_bytes, PATH_BODY_BYTES.get(_unnamed(path), self.max_body_bytes))
         try:
             body = await self._large_body_turn(scope, headers, receive, limit)
         except BodyRefused as exc:
@@ -119,16 +143,37 @@ class RequestGate:
             else:
                 del self._large[client]
 
-    def _auth_refusal(self, path: str, headers: dict[bytes, bytes]) -> str | None:
-        """The 401 message when the token is set and this request lacks it, else None."""
-        if self.token is None or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
-            return None
+    def _access(self, path: str, headers: dict[bytes, bytes]) -> tuple[frozenset[str] | None, tuple[int, str] | None]:
+        """``(indexes the request may read (None: all), refusal)``: 401 without a valid token, 403 out of scope."""
+        if (self.token is None and not self.tokens) or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+            return None, None
         given = headers.get(b"authorization", b"")
         scheme, _, credential = given.partition(b" ")
-        if scheme.lower() == b"bearer" and secrets.compare_digest(credential.strip(), self.token):
-            return None
-        what = "a wrong" if given else "no"
-        return f"{what} bearer token; send 'Authorization: Bearer <token>' with the server's ${TOKEN_ENV}"
+        credential = credential.strip()
+        matched, allowed = False, None
+        if scheme.lower() == b"bearer":
+            if self.token is not None and secrets.compare_digest(credential, self.token):
+                matched = True
+            for token, names in self.tokens:  # every one compared: the time does not tell which matched
+                if secrets.compare_digest(credential, token) and not matched:
+                    matched, allowed = True, names
+        if not matched:
+            what = "a wrong" if given else "no"
+            fix = f"the server's ${TOKEN_ENV}" + (f" or a token of its ${TOKENS_ENV} file" if self.tokens else "")
+            return None, (401, f"{what} bearer token; send 'Authorization: Bearer <token>' with {fix}")
+        target = self._index_of(path)
+        if allowed is not None and target is not None and target not in allowed:
+            readable = ", ".join(sorted(allowed))
+            return None, (403, f"this token may not read index {target[:64]!r}; it may read: {readable}")
+        return allowed, None
+
+    def _index_of(self, path: str) -> str | None:
+        """The index a path reads: ``/indexes/{name}/...``, or the single index for its paths; else None."""
+        if path.startswith(INDEXES_PREFIX):
+            return path[len(INDEXES_PREFIX) :].split("/", 1)[0] or None
+        if path.rstrip("/") in SINGLE_INDEX_PATHS:
+            return self.single  # None with several indexes: these paths are not served then
+        return None
 
     async def _body(self, headers: dict[bytes, bytes], receive: Receive, limit: int) -> bytes:
         """The whole body, checked: size, read time, and (for JSON) syntax, keys per object and depth."""
@@ -163,6 +208,14 @@ class RequestGate:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+def _unnamed(path: str) -> str:
+    """A path with its ``/indexes/{name}`` prefix taken off: ``/indexes/shop/ask`` -> ``/ask`` (for body limits)."""
+    if path.startswith(INDEXES_PREFIX):
+        rest = path[len(INDEXES_PREFIX) :].partition("/")[2]
+        return "/" + rest
+    return path
 
 
 def _too_large(limit: int) -> str:

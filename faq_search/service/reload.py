@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from faq_search.errors import FaqSearchError, SettingsMismatchError
 from faq_search.service.config import ServeConfig
 
 if TYPE_CHECKING:
+    from faq_search.encoding.protocol import Encoder
     from faq_search.index.faq_index import FaqIndex
 
 log = logging.getLogger("faq_search.service.reload")
@@ -66,24 +68,56 @@ def disk_fingerprint(index_dir: Path) -> str | None:
         return None
 
 
-def open_index(config: ServeConfig, previous: FaqIndex | None = None) -> FaqIndex:
-    """Load the bundle and warm its encoder, reusing ``previous``'s encoder when the bundle allows it."""
+class SharedEncoders:
+    """The query encoders a server has loaded: an index whose bundle allows one of them uses it.
+
+    So several indexes built with equal encoder settings (model weights, layer,
+    pooling, ...) hold one model; an index that needs another loads it, once.
+    """
+
+    def __init__(self) -> None:
+        self._encoders: list[Encoder] = []
+        self._lock = threading.Lock()
+
+    def candidates(self) -> list[Encoder]:
+        with self._lock:
+            return list(self._encoders)
+
+    def add(self, encoder: Encoder) -> None:
+        with self._lock:
+            if all(encoder is not known for known in self._encoders):
+                self._encoders.append(encoder)
+
+    def __len__(self) -> int:
+        return len(self._encoders)
+
+
+def open_index(
+    config: ServeConfig,
+    previous: FaqIndex | None = None,
+    *,
+    index_dir: Path | None = None,
+    shared: SharedEncoders | None = None,
+) -> FaqIndex:
+    """Load the bundle and warm it, with ``previous``'s or a shared encoder when the bundle's settings allow it."""
     from faq_search.index.faq_index import FaqIndex
 
-    index: FaqIndex | None = None
-    if previous is not None:
+    folder = config.index_dir if index_dir is None else index_dir
+    runtime = batch_runtime(config.runtime) if config.batching else config.runtime
+    index = FaqIndex.load(folder, model_path=config.model_path, threads=config.threads, runtime=runtime)
+    candidates = ([previous.encoder] if previous is not None else []) + (shared.candidates() if shared else [])
+    for encoder in candidates:
         try:
-            index = FaqIndex.load(config.index_dir, encoder=previous.encoder)
+            index.use_encoder(encoder)
+            break
         except SettingsMismatchError:
-            log.info("the new bundle needs another encoder; loading it")
-    if index is None:
-        index = FaqIndex.load(
-            config.index_dir,
-            model_path=config.model_path,
-            threads=config.threads,
-            runtime=batch_runtime(config.runtime) if config.batching else config.runtime,
-        )
+            continue
+    else:
+        if candidates:
+            log.info("%s needs another encoder; loading it", folder)
     warm_up(index)
+    if shared is not None:
+        shared.add(index.encoder)
     return index
 
 
@@ -95,8 +129,17 @@ def warm_up(index: FaqIndex) -> None:
 class IndexHolder:
     """The current :class:`ServedIndex`, replaced whole on reload; never mutated in place."""
 
-    def __init__(self, config: ServeConfig) -> None:
+    def __init__(
+        self,
+        config: ServeConfig,
+        index_dir: Path | None = None,
+        name: str | None = None,
+        shared: SharedEncoders | None = None,
+    ) -> None:
         self.config = config
+        self.index_dir = config.index_dir if index_dir is None else Path(index_dir)
+        self.name = name or config.served[0][0]
+        self.shared = shared
         self._current: ServedIndex | None = None
         self._seen_disk: tuple[int, ...] | None = None
         self._lock = asyncio.Lock()
@@ -111,11 +154,13 @@ class IndexHolder:
 
     async def start(self, index: FaqIndex | None) -> None:
         """Load (or adopt) the first index and warm it, off the event loop."""
-        self._seen_disk = await asyncio.to_thread(disk_state, self.config.index_dir)
+        self._seen_disk = await asyncio.to_thread(disk_state, self.index_dir)
         if index is None:
-            index = await asyncio.to_thread(open_index, self.config)
+            index = await asyncio.to_thread(open_index, self.config, index_dir=self.index_dir, shared=self.shared)
         else:
             await asyncio.to_thread(warm_up, index)
+            if self.shared is not None:
+                self.shared.add(index.encoder)
         self._install(index)
 
     def _install(self, index: FaqIndex) -> None:
@@ -132,7 +177,7 @@ class IndexHolder:
         async with self._lock:
             previous = self.current
             if only_if_changed:
-                found = await asyncio.to_thread(disk_fingerprint, self.config.index_dir)
+                found = await asyncio.to_thread(disk_fingerprint, self.index_dir)
                 if found is None or found == previous.content:
                     return False
             try:
@@ -141,7 +186,7 @@ class IndexHolder:
                 self.last_error = str(exc)
                 log.error(
                     "reload of %s failed, still serving generation %d: %s",
-                    self.config.index_dir,
+                    self.index_dir,
                     previous.generation,
                     exc,
                 )
@@ -149,26 +194,26 @@ class IndexHolder:
             self._install(index)
             self.reloads += 1
             self.last_error = None
-            log.info(
-                "reloaded %s: generation %d, %d entries", self.config.index_dir, self.current.generation, len(index)
-            )
+            log.info("reloaded %s: generation %d, %d entries", self.index_dir, self.current.generation, len(index))
             return True
 
     async def _load(self, previous: ServedIndex) -> FaqIndex:
         """The new index, off the event loop; any failure becomes a library error naming the log."""
         try:
-            return await asyncio.to_thread(open_index, self.config, previous.index)
+            return await asyncio.to_thread(
+                open_index, self.config, previous.index, index_dir=self.index_dir, shared=self.shared
+            )
         except FaqSearchError:
             raise
         except Exception as exc:  # not a library error: still keep serving, and say what happened
-            log.exception("unexpected error while loading %s", self.config.index_dir)
+            log.exception("unexpected error while loading %s", self.index_dir)
             raise FaqSearchError(f"{type(exc).__name__}: {exc}; see the server log") from exc
 
     async def watch(self) -> None:
         """Poll the bundle directory and reload when it was replaced; runs until cancelled."""
         while True:
             await asyncio.sleep(self.config.watch_s)
-            state = await asyncio.to_thread(disk_state, self.config.index_dir)
+            state = await asyncio.to_thread(disk_state, self.index_dir)
             if state is None or state == self._seen_disk:
                 continue
             self._seen_disk = state

@@ -2,7 +2,12 @@
 
 Routes read the running service from ``request.app.state.service`` (a
 :class:`Service`), so they are plain module functions that
-:func:`faq_search.service.app.create_app` registers, not closures.
+:func:`faq_search.service.app.create_app` registers, not closures. Every
+index is served under ``/indexes/{name}/...``; with one index, ``/ask``,
+``/ask/batch``, ``/embed``, ``/index`` and ``/reload`` serve it too (the
+single-index API). Which token may read which index is the gate's business
+(:mod:`~faq_search.service.middleware`); ``/indexes`` lists only those the
+request's token may read.
 """
 
 from __future__ import annotations
@@ -10,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
@@ -23,6 +28,7 @@ from faq_search.service.batching import Batcher, Job, Kind, Overloaded
 from faq_search.service.config import ServeConfig
 from faq_search.service.connections import CLIENT_GONE, ON_DISCONNECT
 from faq_search.service.http_errors import HttpError
+from faq_search.service.middleware import ALLOWED_INDEXES
 from faq_search.service.page import ASSET_TYPES, PAGE_HEADERS, asset
 from faq_search.service.reload import IndexHolder, ServedIndex
 from faq_search.service.schema import AskBatchRequest, AskRequest, EmbedRequest, ReloadRequest
@@ -33,13 +39,28 @@ class Service:
     """What the routes share: the settings, the index being served and the batch queue."""
 
     config: ServeConfig
-    holder: IndexHolder
+    holder: IndexHolder  # the first index: the one the single-index API serves
     batcher: Batcher
+    holders: Mapping[str, IndexHolder] = field(default_factory=dict)  # every index, by name
+
+    def named(self, name: str) -> IndexHolder:
+        """The holder of index ``name``, or 404 naming the served ones."""
+        holder = self.holders.get(name)
+        if holder is None:
+            raise HttpError(404, f"no index {name[:64]!r}; GET /indexes lists the indexes this server holds")
+        return holder
 
 
 def _service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
+
+
+def _holder(request: Request) -> IndexHolder:
+    """The index a request is for: ``/indexes/{name}/...`` names it; the single-index paths mean the first."""
+    service = _service(request)
+    name = request.path_params.get("name")
+    return service.holder if name is None else service.named(str(name))
 
 
 def _client(request: Request) -> str:
@@ -48,18 +69,26 @@ def _client(request: Request) -> str:
 
 
 async def _answer(
-    service: Service, kind: Kind, texts: Sequence[str], request: Request, k: int = 1
+    service: Service,
+    kind: Kind,
+    texts: Sequence[str],
+    request: Request,
+    k: int = 1,
+    holder: IndexHolder | None = None,
+    where: str | None = None,
 ) -> tuple[ServedIndex, Any]:
-    """The model's result for ``texts`` on the current index, or the 503/504 that says why not.
+    """The model's result for ``texts`` on the current index (``holder``'s, else the first), or why not.
 
-    The queued work is cancelled when the client disconnects first (the
-    connection runs the callbacks under :data:`ON_DISCONNECT`), so it never
-    reaches the model.
+    ``where`` is a metadata filter; one that does not fit the index is a 422
+    naming the known fields or values, before anything is queued. The queued
+    work is cancelled when the client disconnects first (the connection runs
+    the callbacks under :data:`ON_DISCONNECT`), so it never reaches the model.
     """
     if request.scope.get(CLIENT_GONE):  # it left while its body was read or checked
         raise HttpError(499, "the client closed the connection before the answer")
-    served = service.holder.current
-    job = Job(index=served.index, kind=kind, texts=tuple(texts), k=k, client=_client(request))
+    served = (holder or service.holder).current
+    allowed = served.index.filter_mask(where) if where is not None else None
+    job = Job(index=served.index, kind=kind, texts=tuple(texts), k=k, client=_client(request), allowed=allowed)
     pending = asyncio.ensure_future(service.batcher.submit(job))
     left: list[bool] = []
 
@@ -117,16 +146,16 @@ def cut_flags(index: FaqIndex, texts: Sequence[str]) -> list[bool]:
 
 
 async def ask(body: AskRequest, request: Request) -> Response:
-    """Ranked answers to one question (the JSON of `faq-search ask --json`)."""
+    """Ranked answers to one question (the JSON of `faq-search ask --json`), among entries passing `filter`."""
     text = _question(body.question)
-    served, result = await _answer(_service(request), "ask", [text], request, body.k)
+    served, result = await _answer(_service(request), "ask", [text], request, body.k, _holder(request), body.filter)
     return _reply(_shape(body.question, result[0], body.k, body.min_score, served), served)
 
 
 async def ask_batch(body: AskBatchRequest, request: Request) -> Response:
     """Ranked answers to several questions, in order; they share model calls with other requests."""
     texts = [_question(q) for q in body.questions]
-    served, result = await _answer(_service(request), "ask", texts, request, body.k)
+    served, result = await _answer(_service(request), "ask", texts, request, body.k, _holder(request), body.filter)
     results = [_shape(q, m, body.k, body.min_score, served) for q, m in zip(body.questions, result, strict=True)]
     return _reply({"results": results}, served)
 
@@ -138,7 +167,7 @@ async def embed(body: EmbedRequest, request: Request) -> Response:
     window is embedded from its beginning and reported in `truncated`.
     """
     texts = [_question(t) for t in body.texts]
-    served, vectors = await _answer(_service(request), "embed", texts, request)
+    served, vectors = await _answer(_service(request), "embed", texts, request, holder=_holder(request))
     truncated = await asyncio.to_thread(cut_flags, served.index, texts)
     settings = served.index.settings
     content = {
@@ -160,7 +189,7 @@ async def health(request: Request) -> dict[str, Any]:
 
 async def index_summary(request: Request) -> dict[str, Any]:
     """What is being served: the bundle's manifest (less file checksums), reload state and batching counters."""
-    return summary(_service(request))
+    return summary(_service(request), _holder(request))
 
 
 async def reload(body: ReloadRequest, request: Request) -> dict[str, Any]:
@@ -169,12 +198,46 @@ async def reload(body: ReloadRequest, request: Request) -> dict[str, Any]:
     The body must be the JSON object `{}`: a cross-site form post cannot send JSON, so it cannot trigger this.
     """
     service = _service(request)
+    target = _holder(request)
     try:
-        await service.holder.reload()
+        await target.reload()
     except FaqSearchError as exc:
-        generation = service.holder.current.generation
+        generation = target.current.generation
         raise HttpError(500, f"reload failed, still serving generation {generation}: {exc}") from None
-    return {"reloaded": True, **summary(service)}
+    return {"reloaded": True, **summary(service, target)}
+
+
+async def indexes(request: Request) -> dict[str, Any]:
+    """The indexes this server holds that the request's token may read: size, settings, filterable fields."""
+    service = _service(request)
+    allowed = request.scope.get(ALLOWED_INDEXES)
+    listed = [listing(name, holder) for name, holder in service.holders.items() if allowed is None or name in allowed]
+    return {"indexes": listed, "single": service.config.single}
+
+
+async def named_ask(name: str, body: AskRequest, request: Request) -> Response:
+    """`/ask` on the index `name`, among entries passing `filter`."""
+    return await ask(body, request)
+
+
+async def named_ask_batch(name: str, body: AskBatchRequest, request: Request) -> Response:
+    """`/ask/batch` on the index `name`."""
+    return await ask_batch(body, request)
+
+
+async def named_embed(name: str, body: EmbedRequest, request: Request) -> Response:
+    """`/embed` with the encoder of the index `name`."""
+    return await embed(body, request)
+
+
+async def named_summary(name: str, request: Request) -> dict[str, Any]:
+    """`/index` for the index `name`."""
+    return await index_summary(request)
+
+
+async def named_reload(name: str, body: ReloadRequest, request: Request) -> dict[str, Any]:
+    """`/reload` for the index `name` (each index also reloads on its own when its bundle is replaced)."""
+    return await reload(body, request)
 
 
 async def page() -> Response:
@@ -187,17 +250,42 @@ async def static(name: str) -> Response:
     return Response(asset(name), media_type=ASSET_TYPES[name], headers=PAGE_HEADERS)
 
 
-def summary(service: Service) -> dict[str, Any]:
+def listing(name: str, holder: IndexHolder) -> dict[str, Any]:
+    """One entry of ``GET /indexes``: name, size, settings and the filterable fields with their values."""
+    served = holder.current
+    index = served.index
+    manifest = index.manifest
+    return {
+        "name": name,
+        "entries": len(index),
+        "vectors": manifest.vector_count,
+        "index_type": manifest.index_type.value,
+        "fields": list(manifest.fields),
+        "model": index.identity.model_name,
+        "layer": str(index.settings.layer),
+        "pooling": index.settings.pooling.value,
+        "hybrid": index.hybrid.enabled,
+        "min_score": manifest.min_score,
+        "source": manifest.source,
+        "generation": served.generation,
+        "filters": [] if index.columns is None else index.columns.describe(),
+    }
+
+
+def summary(service: Service, holder: IndexHolder | None = None) -> dict[str, Any]:
     """The body of ``GET /index``: manifest less checksums, reload state, batching settings and counters."""
-    served, config = service.holder.current, service.config
+    holder = holder or service.holder
+    served, config = holder.current, service.config
     manifest = served.index.manifest.to_dict()
     manifest.pop("files", None)
     return {
-        "index": str(config.index_dir),
+        "index": str(holder.index_dir),
+        "name": holder.name,
+        "filters": [] if served.index.columns is None else served.index.columns.describe(),
         "generation": served.generation,
         "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(served.loaded_at)),
-        "reloads": service.holder.reloads,
-        "last_reload_error": service.holder.last_error,
+        "reloads": holder.reloads,
+        "last_reload_error": holder.last_error,
         **manifest,
         "server": {
             "pid": os.getpid(),

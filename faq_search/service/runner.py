@@ -8,7 +8,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from faq_search.errors import InputError
-from faq_search.service.config import CONFIG_ENV, TOKEN_ENV, ServeConfig
+from faq_search.service.config import CONFIG_ENV, TOKEN_ENV, TOKENS_ENV, ServeConfig, read_tokens
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -89,16 +89,20 @@ def serve(config: ServeConfig) -> None:
     from faq_search.service.reload import open_index
 
     check_port(config.host, config.port)
-    if not os.environ.get(TOKEN_ENV) and config.host not in {"127.0.0.1", "localhost", "::1"}:
+    if os.environ.get(TOKENS_ENV):
+        read_tokens(os.environ[TOKENS_ENV])  # a broken token file is a one-line error before the port opens
+    elif not os.environ.get(TOKEN_ENV) and config.host not in {"127.0.0.1", "localhost", "::1"}:
         log.warning("listening on %s without a token: set $%s to require one", config.host, TOKEN_ENV)
     common = uvicorn_options(config)
-    if config.workers == 1:
-        index = open_index(config)  # errors surface here, as one line from the CLI
-        uvicorn.run(create_app(config, index), **common)
-        return
     from faq_search.bundle.files import read_bundle
 
-    read_bundle(config.index_dir)  # each worker loads it itself; check it once here for a one-line error
+    for _, folder in config.served[1:]:  # the app loads them; check them here for a one-line error
+        read_bundle(folder)
+    if config.workers == 1:
+        index = open_index(config, index_dir=config.served[0][1])  # errors surface here, as one line from the CLI
+        uvicorn.run(create_app(config, index), **common)
+        return
+    read_bundle(config.served[0][1])  # each worker loads it itself; check it once here for a one-line error
     os.environ[CONFIG_ENV] = config.to_json()
     common["http"] = "faq_search.service.runner:WorkerProtocol"  # a class bound to a guard cannot be pickled
     uvicorn.run("faq_search.service.runner:app_from_env", factory=True, workers=config.workers, **common)

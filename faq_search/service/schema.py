@@ -23,6 +23,19 @@ Text = Annotated[
 ]
 
 
+FilterText = Annotated[
+    str | None,
+    Field(
+        max_length=MAX_QUESTION_CHARS,
+        description="Only entries whose metadata pass this filter are ranked, e.g. "
+        "`plan = enterprise and country in (DE, AT)`: `=`, `!=`, `in (...)`, `not in (...)`, `<`, `<=`, `>`, `>=` "
+        "(numbers), `and`, `or`, `not`, parentheses, 'quoted values'. Fields are the index's filterable columns "
+        "(`GET /indexes`); an unknown field or value is a 422 naming the known ones.",
+        examples=["plan = enterprise and country in (DE, AT)"],
+    ),
+]
+
+
 def _whole_number(value: Any) -> Any:
     """JSON Schema's integer: ``5`` and ``5.0`` pass, ``"5"``, ``true`` and ``5.5`` do not (no coercion)."""
     if isinstance(value, float) and value.is_integer():
@@ -51,12 +64,14 @@ class AskRequest(_Body):
         allow_inf_nan=False,
         description="Leave out answers whose confidence is below this (default: the index's calibrated threshold).",
     )
+    filter: FilterText = None
 
 
 class AskBatchRequest(_Body):
     questions: list[Text] = Field(min_length=1, max_length=MAX_TEXTS)
     k: Count = Field(5, ge=1, le=MAX_K)
     min_score: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
+    filter: FilterText = None
 
 
 class EmbedRequest(_Body):
@@ -103,6 +118,31 @@ class EmbedResponse(BaseModel):
     truncated: list[bool] = Field(
         description="Per text: longer than the model's window, so only its beginning was embedded (as `embed` does)."
     )
+
+
+class FilterField(BaseModel):
+    name: str
+    type: str = Field(description="string, number, boolean or list")
+    values: list[str] | None = Field(None, description="The known values (string, list and boolean fields).")
+
+
+class IndexListing(BaseModel):
+    """One index of ``GET /indexes``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    entries: int
+    vectors: int
+    index_type: str
+    model: str
+    generation: int
+    filters: list[FilterField]
+
+
+class IndexesResponse(BaseModel):
+    indexes: list[IndexListing]
+    single: str | None = Field(description="The index `/ask` serves when the server holds exactly one, else null.")
 
 
 class ErrorResponse(BaseModel):

@@ -1,4 +1,6 @@
-// The search page: POST /ask with the agent's question, show the ranked answers with their confidences.
+// The search page: POST /indexes/{name}/ask with the agent's question, show the ranked answers with their
+// confidences. An index picker lists the indexes the token may read (GET /indexes); filter chips come from the
+// chosen index's filterable fields and become the request's `filter` ("plan in ('pro') and country in ('DE')").
 // Plain DOM, no build step. Text from the server is only ever set with textContent.
 "use strict";
 (() => {
@@ -9,7 +11,12 @@
   const status = $("status");
   const results = $("results");
   const token = $("token");
+  const picker = $("index-picker");
+  const chips = $("chips");
   const TOKEN_KEY = "faq-search-token";
+  const MAX_CHIPS = 24; // a field with more values than this gets no chips
+  let indexes = [];
+  const chosen = new Map(); // field name -> Set of chosen values
 
   token.value = sessionStorage.getItem(TOKEN_KEY) || "";
   token.addEventListener("change", () => {
@@ -52,12 +59,81 @@
     say(`${error.message}. Enter the access token above and search again.`, "error");
   }
 
+  function current() {
+    return indexes.find((item) => item.name === picker.value) || indexes[0];
+  }
+
+  function showIndex() {
+    const info = current();
+    chosen.clear();
+    chips.replaceChildren();
+    if (!info) {
+      $("index-info").textContent = "This token may not read any index.";
+      return;
+    }
+    $("index-info").textContent =
+      `${info.entries} answers · ${info.model} · layer ${info.layer}, ${info.pooling} pooling` +
+      (info.source ? ` · from ${info.source}` : "");
+    for (const field of info.filters) {
+      if (!field.values || field.values.length === 0 || field.values.length > MAX_CHIPS) continue;
+      const group = document.createElement("div");
+      group.className = "chip-group";
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = field.name;
+      group.append(name);
+      for (const value of field.values) {
+        const chip = document.createElement("button");
+        chip.type = "button";
+        chip.className = "chip";
+        chip.textContent = value;
+        chip.dataset.field = field.name;
+        chip.dataset.value = value;
+        chip.setAttribute("aria-pressed", "false");
+        chip.addEventListener("click", () => toggle(chip, field.name, value));
+        group.append(chip);
+      }
+      chips.append(group);
+    }
+  }
+
+  function toggle(chip, field, value) {
+    const values = chosen.get(field) || new Set();
+    if (values.has(value)) values.delete(value);
+    else values.add(value);
+    if (values.size) chosen.set(field, values);
+    else chosen.delete(field);
+    chip.setAttribute("aria-pressed", String(values.has(value)));
+  }
+
+  function quoted(text) {
+    return "'" + text.replace(/\\/g, "\\\\").replace(/'/g, "\\'") + "'";
+  }
+
+  function filterText() {
+    const parts = [];
+    for (const [field, values] of chosen) {
+      parts.push(`${quoted(field)} in (${[...values].map(quoted).join(", ")})`);
+    }
+    return parts.join(" and ");
+  }
+
   async function loadInfo() {
     try {
-      const info = await call("/index");
-      $("index-info").textContent =
-        `${info.entry_count} answers · ${info.encoder.model_name} · layer ${info.settings.layer}, ` +
-        `${info.settings.pooling} pooling` + (info.source ? ` · from ${info.source}` : "");
+      const data = await call("/indexes");
+      const previous = picker.value;
+      indexes = data.indexes;
+      picker.replaceChildren(
+        ...indexes.map((item) => {
+          const option = document.createElement("option");
+          option.value = item.name;
+          option.textContent = `${item.name} (${item.entries})`;
+          return option;
+        }),
+      );
+      if (indexes.some((item) => item.name === previous)) picker.value = previous;
+      $("index-box").hidden = indexes.length < 2;
+      showIndex();
     } catch (error) {
       $("index-info").textContent =
         error.status === 401 ? "This server needs an access token (see below)." : `Index unavailable: ${error.message}`;
@@ -109,10 +185,14 @@
     const body = { question: text, k: Number($("k").value) };
     const minScore = $("min-score").value.trim();
     if (minScore !== "") body.min_score = Number(minScore);
+    const filter = filterText();
+    if (filter) body.filter = filter;
+    const info = current();
     button.disabled = true;
     say("Searching…");
     try {
-      render(await call("/ask", body));
+      const path = info ? `/indexes/${encodeURIComponent(info.name)}/ask` : "/ask";
+      render(await call(path, body));
     } catch (error) {
       results.replaceChildren();
       if (error.status === 401) askForToken(error);
@@ -121,6 +201,8 @@
       button.disabled = false;
     }
   });
+
+  picker.addEventListener("change", showIndex);
 
   question.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey) {
