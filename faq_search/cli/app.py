@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from faq_search.cli import ask, build, embed, quality, serve
+from faq_search.cli import ask, build, embed, quality, serve, traffic
 from faq_search.errors import FaqSearchError
 
 app = typer.Typer(
@@ -64,6 +64,8 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "calibrate": quality.calibrate,
     "tune": quality.tune,
     "adapt": quality.adapt,
+    "gaps": traffic.gaps,
+    "lint": traffic.lint,
 }
 for _name, _command in COMMANDS.items():
     app.command(name=_name)(_translated(_command))

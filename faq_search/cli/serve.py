@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -32,6 +33,23 @@ def serve(
     model: MovedModel = None,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for the encoder, per worker.")] = None,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request.")] = True,
+    log: Annotated[
+        Path | None,
+        typer.Option(
+            "--log",
+            help="Log every question, its top matches and feedback in this SQLite file (created if missing) "
+            "and accept POST /feedback; without it nothing is logged.",
+        ),
+    ] = None,
+    redact: Annotated[
+        bool,
+        typer.Option(
+            "--redact/--no-redact", help="Mask e-mail addresses, phone, card and long numbers before logging them."
+        ),
+    ] = True,
+    retention_days: Annotated[
+        float | None, typer.Option(min=0.001, help="Delete logged questions older than this many days.")
+    ] = None,
 ) -> None:
     """Serve an index over HTTP: POST /ask, /ask/batch, /embed; a search page at /; API docs at /docs.
 
@@ -39,6 +57,11 @@ def serve(
     """
     from faq_search.service.app import ServeConfig
     from faq_search.service.app import serve as run_server
+
+    if log is not None:  # create or upgrade it now, so a bad file is one line here, not a worker's traceback
+        from faq_search.traffic.log import QuestionLog
+
+        QuestionLog(log, retention_days=retention_days).close()
 
     run_server(
         ServeConfig(
@@ -54,5 +77,8 @@ def serve(
             timeout_s=timeout,
             watch_s=watch,
             access_log=access_log,
+            log_path=None if log is None else str(log.resolve()),
+            redact=redact,
+            retention_days=retention_days,
         )
     )

@@ -70,7 +70,7 @@ def create_app(config: ServeConfig, index: FaqIndex | None = None) -> FastAPI:
     """
     from fastapi import FastAPI
 
-    from faq_search.service import docs, http_errors
+    from faq_search.service import docs, feedback, http_errors
     from faq_search.service.batching import Batcher
     from faq_search.service.middleware import RequestGate
     from faq_search.service.reload import IndexHolder
@@ -94,6 +94,7 @@ def create_app(config: ServeConfig, index: FaqIndex | None = None) -> FastAPI:
     app.state.batcher = service.batcher
     app.add_middleware(RequestGate, token=token, max_body_bytes=config.max_body_bytes, timeout_s=config.timeout_s)
     _add_routes(app, token is not None)
+    feedback.install(app, config, token is not None)  # the question log and POST /feedback, with --log
     docs.add_routes(app)
     http_errors.install(app)
     return app
