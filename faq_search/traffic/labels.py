@@ -19,7 +19,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from faq_search.errors import InputError
-from faq_search.quality.queries import LabelledQuery, read_queries
+from faq_search.quality.queries import LabelledQuery, QueryFiles
 from faq_search.traffic.log import QuestionLog, existing_log
 
 
@@ -52,10 +52,18 @@ def feedback_queries(
 
 
 def write_queries_csv(
-    queries: Sequence[LabelledQuery], out: str | Path, *, merge_with: Path | None = None, known_ids: Sequence[str] = ()
-) -> int:
-    """Write labelled queries (plus those of ``merge_with``) as ``query_id,query,relevant_ids``; returns the count."""
-    rows = list(read_queries(merge_with, known_ids=known_ids or None)) if merge_with else []
+    queries: Sequence[LabelledQuery],
+    out: str | Path,
+    *,
+    merge_with: QueryFiles | None = None,
+    known_ids: Sequence[str] | None = None,
+) -> QueryFiles:
+    """Write ``queries`` (after the labelled queries of ``merge_with``) as ``query_id,query,relevant_ids``.
+
+    Returns the files to hand ``calibrate_index``: the written file, with
+    ``merge_with``'s negatives. Raises when there is nothing to write.
+    """
+    rows = list(merge_with.read(known_ids)[0]) if merge_with else []
     rows += list(queries)
     if not rows:
         raise InputError("no labelled queries: the log holds no helpful feedback yet; pass a query file as well")
@@ -64,4 +72,17 @@ def write_queries_csv(
         writer.writerow(["query_id", "query", "relevant_ids"])
         for number, query in enumerate(rows, start=1):
             writer.writerow([f"q{number}", query.query, "|".join(sorted(query.relevant))])
-    return len(rows)
+    return QueryFiles(Path(out), merge_with.negatives if merge_with else None)
+
+
+def with_feedback(files: QueryFiles | None, log: str | Path, index_dir: str | Path, scratch: Path) -> QueryFiles:
+    """``calibrate --feedback``: the labelled queries of ``files`` plus the log's confirmed pairs, as one file.
+
+    The file is written into ``scratch`` (the caller's temporary folder);
+    ids are checked against the index at ``index_dir``.
+    """
+    from faq_search.index.faq_index import FaqIndex
+
+    known = [i for entry in FaqIndex.load(index_dir).entries for i in entry.ids]
+    confirmed = feedback_queries(log, known_ids=set(known))
+    return write_queries_csv(confirmed, scratch / "queries.csv", merge_with=files, known_ids=known)

@@ -37,7 +37,8 @@ from faq_search.errors import InputError
 from faq_search.traffic.redact import redact as mask
 
 if TYPE_CHECKING:
-    from faq_search.index.records import Answer
+    from faq_search.index.faq_index import FaqIndex
+    from faq_search.index.records import Answer, Match
 
 SCHEMA_VERSION = 2
 MIGRATIONS: tuple[str, ...] = (
@@ -102,15 +103,20 @@ class QuestionRecord:
         latency_ms: float | None = None,
         generation: int | None = None,
         index: str | None = None,
-        question_id: str | None = None,
+        ranked: Sequence[Match] | None = None,
     ) -> QuestionRecord:
-        """The record of an :class:`~faq_search.index.records.Answer`, with a new id unless one is given."""
+        """The record of an :class:`~faq_search.index.records.Answer`, with a new id.
+
+        ``ranked``: the matches before the threshold, to log instead of the
+        answer's kept ones (the gaps report reads the best score, kept or not).
+        """
+        shown = answer.matches if ranked is None else ranked
         return cls(
-            id=question_id or new_question_id(),
+            id=new_question_id(),
             asked_at=time.time(),
             question=answer.question,
             answered=answer.answered,
-            matches=tuple(LoggedMatch(m.entry.id, round(float(m.score), 6)) for m in answer.matches),
+            matches=tuple(LoggedMatch(m.entry.id, round(float(m.score), 6)) for m in shown),
             latency_ms=latency_ms,
             generation=generation,
             index=index,
@@ -120,6 +126,14 @@ class QuestionRecord:
     @property
     def top_score(self) -> float | None:
         return self.matches[0].score if self.matches else None
+
+
+@dataclass(frozen=True)
+class LoggedAnswer:
+    """An answer and the id its question is logged under (for :meth:`QuestionLog.add_feedback`)."""
+
+    question_id: str
+    answer: Answer
 
 
 @dataclass(frozen=True)
@@ -181,6 +195,25 @@ class QuestionLog:
         self.purge_if_due()
 
     # -- writing ------------------------------------------------------------
+
+    def ask(self, index: FaqIndex, question: str, k: int = 5, min_score: float | None = None) -> LoggedAnswer:
+        """``index.ask`` for a bot, logged: the answer (kept at the threshold) and its question id.
+
+        The log keeps the top ``k`` matches before the threshold, so the gaps
+        report can use another threshold later.
+        """
+        import math
+
+        from faq_search.index.records import Answer
+
+        started = time.perf_counter()
+        ranked = index.ask_batch([question], k=k, min_score=-math.inf)[0]
+        answer = Answer.of(question, ranked, k, index.manifest.min_score if min_score is None else min_score)
+        latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        where = None if index.path is None else str(index.path)
+        record = QuestionRecord.of(answer, latency_ms=latency_ms, index=where, ranked=ranked)
+        self.write([record])
+        return LoggedAnswer(record.id, answer)
 
     def record(
         self,

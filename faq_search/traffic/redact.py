@@ -27,7 +27,7 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
 _CARD = re.compile(r"(?<![\w])\d(?:[ -]?\d){12,18}(?![\w])")
 # An optional +country code, then digit groups separated by spaces, dots, dashes or parentheses: 7+ digits in all.
 _PHONE = re.compile(r"(?<![\w+])(?:\+|00)?\(?\d{1,4}\)?(?:[ .\-/]?\(?\d{1,5}\)?){2,6}(?![\w])")
-_DIGITS = re.compile(r"\d{6,}")
+_DIGITS = re.compile(r"(?<!\d)(?<!0x)(?<!0X)\d{6,}")  # not a hex literal such as an error code 0x80070005
 _DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
 
 
