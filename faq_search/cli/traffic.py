@@ -53,10 +53,11 @@ def gaps(
     """
     from faq_search.index.faq_index import FaqIndex
     from faq_search.traffic.gaps import find_gaps, parse_since, write_csv
+    from faq_search.traffic.log import existing_log
 
     since_s = parse_since(since) if since else None
     report = find_gaps(
-        log, FaqIndex.load(index_dir), since=since_s, min_score=min_score,
+        existing_log(log), FaqIndex.load(index_dir), since=since_s, min_score=min_score,
         similarity=DEFAULT_SIMILARITY if similarity is None else similarity, method=method, clusters=clusters, top=top,
     )  # fmt: skip
     if csv_out is not None:

@@ -1,8 +1,11 @@
 """Grouping question vectors into topics, for the gaps report.
 
-Agglomerative clustering on cosine with centroid linkage: every question
-starts alone, and the two groups whose (weighted, normalised) centroids are
-most similar merge, until no two are at least ``similarity`` alike. The
+Agglomerative clustering on cosine with average linkage: every question
+starts alone, and the two groups whose members are most alike on average
+(weighted by how often each was asked) merge, until no two are at least
+``similarity`` alike. Average linkage, not centroid linkage: a centroid of
+a spread-out group is closer to everything than its members are, so
+centroid merges snowball into one large topic. The
 number of topics is not chosen in advance (a gaps report cannot know how
 many topics its FAQ lacks); the similarity threshold is what a user tunes.
 Above :data:`DIRECT_LIMIT` questions, FAISS spherical k-means first
@@ -24,7 +27,12 @@ DIRECT_LIMIT = 1500
 
 
 def agglomerate(vectors: np.ndarray, weights: Sequence[float], similarity: float, seed: int = 0) -> np.ndarray:
-    """A topic number per vector (0 = the heaviest topic), merging while centroids are >= ``similarity`` alike."""
+    """A topic number per vector (0 = the heaviest topic), merging while groups are >= ``similarity`` alike.
+
+    Two groups are as alike as the weighted mean cosine over every pair of
+    their members (average linkage), which is ``sum_a . sum_b / (w_a w_b)``
+    for unit vectors: a merge updates one row from the groups' vector sums.
+    """
     vectors = _unit(np.asarray(vectors, dtype=np.float32))
     weight = np.asarray(weights, dtype=np.float64)
     if len(vectors) == 0:
@@ -34,24 +42,23 @@ def agglomerate(vectors: np.ndarray, weights: Sequence[float], similarity: float
         start = kmeans(vectors, DIRECT_LIMIT, seed=seed)
     groups = [np.flatnonzero(start == g) for g in np.unique(start)]
     sums = np.stack([(vectors[g] * weight[g, None]).sum(axis=0) for g in groups]).astype(np.float64)
+    totals = np.array([weight[g].sum() for g in groups])
     alive = np.ones(len(groups), dtype=bool)
-    centroids = _unit(sums)
-    sims = centroids @ centroids.T
+    sims = (sums @ sums.T) / np.outer(totals, totals)
     np.fill_diagonal(sims, -np.inf)
     while alive.sum() > 1:
-        flat = int(np.argmax(sims))
-        a, b = divmod(flat, len(groups))
+        a, b = divmod(int(np.argmax(sims)), len(groups))
         if sims[a, b] < similarity:
             break
         groups[a] = np.concatenate([groups[a], groups[b]])
         sums[a] += sums[b]
+        totals[a] += totals[b]
         alive[b] = False
-        sims[b, :] = sims[:, b] = -np.inf
-        centroid = _unit(sums[a][None, :])[0]
-        row = _unit(sums) @ centroid
+        row = (sums @ sums[a]) / (totals * totals[a])
         row[~alive] = -np.inf
         row[a] = -np.inf
         sims[a, :] = sims[:, a] = row
+        sims[b, :] = sims[:, b] = -np.inf
     return _labels_by_weight([groups[i] for i in np.flatnonzero(alive)], weight, len(vectors))
 
 

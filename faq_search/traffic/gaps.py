@@ -176,7 +176,7 @@ def find_gaps(
     report = GapsReport(len(records), sum(g.asked for g in gaps), len(gaps), threshold, similarity, method.value, ())
     if not gaps:
         return report
-    vectors = np.asarray(index.encoder.encode([g.text for g in gaps]), dtype=np.float32)
+    vectors = centred(np.asarray(index.encoder.encode([g.text for g in gaps]), dtype=np.float32), index)
     weights = [g.asked for g in gaps]
     if method is Clustering.KMEANS:
         labels = relabel_by_weight(kmeans(vectors, clusters or max(1, math.ceil(len(gaps) / 5))), weights)
@@ -195,6 +195,20 @@ def find_gaps(
     return GapsReport(
         report.logged, report.gap_askings, report.gap_questions, threshold, similarity, method.value, tuple(found)
     )
+
+
+def centred(vectors: np.ndarray, index: FaqIndex) -> np.ndarray:
+    """Unit vectors of ``vectors`` less the mean of the FAQ's stored vectors (of ``vectors``, for an ANN index).
+
+    BERT mean-pooled vectors share one large common direction, so any two
+    questions of a domain have a high cosine; measured from the FAQ's own
+    centre, cosine tells topics apart far better (benchmarks/bench_gaps.py).
+    """
+    stored = index.stored_vectors()
+    centre = (stored if stored is not None and len(stored) else vectors).mean(axis=0)
+    moved = vectors - centre
+    norms = np.linalg.norm(moved, axis=1, keepdims=True)
+    return (moved / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
 def _cluster(rank: int, members: list[GapQuestion], vectors: np.ndarray) -> GapCluster:

@@ -6,8 +6,9 @@ from enum import Enum
 
 DEFAULT_MIN_SCORE = 0.5
 """A logged question is a gap below this confidence when the server applied no threshold (scores are probabilities)."""
-DEFAULT_SIMILARITY = 0.8
-"""Cosine (the bundle's encoder) at which two groups of gap questions count as one topic."""
+DEFAULT_SIMILARITY = 0.5
+"""Mean cosine (the bundle's encoder, measured from the FAQ's centre) at which two groups of gap questions
+count as one topic; chosen on benchmarks/bench_gaps.py (see docs/gaps.md)."""
 
 
 class Clustering(str, Enum):
