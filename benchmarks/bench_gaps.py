@@ -152,7 +152,7 @@ def coverage(report: GapsReport, removed: dict[str, set[str]]) -> dict[str, Any]
 
 def gaps_for_set(args: argparse.Namespace, name: str, count: int, workdir: Path) -> dict[str, Any]:
     data = split(args.data / name, count, args.seed)
-    folder = workdir / f"{name}-{count}-{args.seed}"
+    folder = workdir / f"{name}-{count}-{args.seed}{'' if args.calibrate else '-uncalibrated'}"
     folder.mkdir(exist_ok=True)
     started = time.perf_counter()
     index_dir = folder / "index"
@@ -181,6 +181,12 @@ def gaps_for_set(args: argparse.Namespace, name: str, count: int, workdir: Path)
             "load_average": os.getloadavg()[0]}  # fmt: skip
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc), all its threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def overhead(args: argparse.Namespace, index: Path, texts: list[str], workdir: Path) -> list[dict[str, Any]]:
     """Alternating runs with and without ``--log``: throughput and p50 of each."""
     runs = []
@@ -191,11 +197,13 @@ async def overhead(args: argparse.Namespace, index: Path, texts: list[str], work
             try:
                 await server.wait_ready()
                 await run_load(server.port, mode, 64, args.clients, 60, texts, 5)  # warm-up
-                load = os.getloadavg()[0]
+                load, cpu = os.getloadavg()[0], cpu_seconds(server.process.pid)
                 result, _ = await run_load(server.port, mode, args.requests, args.clients, 120, texts, 5)
+                cpu = cpu_seconds(server.process.pid) - cpu
             finally:
                 server.stop()
             runs.append({"mode": mode, "repeat": repeat, "throughput_rps": round(result.throughput, 1),
+                         "server_cpu_ms_per_request": round(1000 * cpu / max(1, result.requests), 2),
                          "p50_ms": round(result.percentile(0.5), 1), "p99_ms": round(result.percentile(0.99), 1),
                          "failed": result.failed, "load_average": round(load, 2)})  # fmt: skip
             print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
@@ -221,15 +229,19 @@ def print_report(sets: list[dict[str, Any]], runs: list[dict[str, Any]]) -> None
                   f"| {r['seconds']:.1f} |")  # fmt: skip
     if runs:
         print("\n## Logging overhead (POST /ask, batched server)\n")
-        print("| mode | repeat | throughput (req/s) | p50 ms | p99 ms | failed | load |")
-        print("|---|---|---|---|---|---|---|")
+        print("| mode | repeat | throughput (req/s) | server CPU ms per request | p50 ms | p99 ms | failed | load |")
+        print("|---|---|---|---|---|---|---|---|")
         for r in runs:
-            print(f"| {r['mode']} | {r['repeat']} | {r['throughput_rps']} | {r['p50_ms']} | {r['p99_ms']} "
-                  f"| {r['failed']} | {r['load_average']} |")  # fmt: skip
-        medians = {m: statistics.median(r["throughput_rps"] for r in runs if r["mode"] == m) for m in ("no log", "log")}
-        cost = 1 - medians["log"] / medians["no log"]
-        print(f"\nMedian throughput: {medians['no log']:.1f} req/s without the log, {medians['log']:.1f} with it: "
-              f"the log costs {cost:.1%}.")  # fmt: skip
+            print(f"| {r['mode']} | {r['repeat']} | {r['throughput_rps']} | {r['server_cpu_ms_per_request']} "
+                  f"| {r['p50_ms']} | {r['p99_ms']} | {r['failed']} | {r['load_average']} |")  # fmt: skip
+        modes = ("no log", "log")
+        rps = {m: statistics.median(r["throughput_rps"] for r in runs if r["mode"] == m) for m in modes}
+        cpu = {m: statistics.median(r["server_cpu_ms_per_request"] for r in runs if r["mode"] == m) for m in modes}
+        print(
+            f"\nMedian throughput: {rps['no log']:.1f} req/s without the log, {rps['log']:.1f} with it "
+            f"({1 - rps['log'] / rps['no log']:+.1%} cost). Median server CPU per request: "
+            f"{cpu['no log']:.2f} ms without, {cpu['log']:.2f} ms with ({cpu['log'] / cpu['no log'] - 1:+.1%})."
+        )
 
 
 def main() -> None:

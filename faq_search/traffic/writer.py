@@ -3,9 +3,10 @@
 :class:`LogWriter` owns a :class:`~faq_search.traffic.log.QuestionLog` on one
 background thread. A request hands it a record (``submit``, which only puts
 it on a queue) and answers at once with the id it chose; the thread writes
-whatever has queued up in one transaction, so 32 concurrent questions cost
-one commit, not 32. Feedback goes through the same queue, behind the
-questions this process logged before it, so feedback on a question just
+whatever has queued up within :data:`GATHER_S` in one transaction, so 32
+concurrent questions cost one wake-up of the thread and one commit, not 32.
+Feedback goes through the same queue, behind the questions this process
+logged before it, so feedback on a question just
 answered by this process always finds it.
 
 Limits: the queue is bounded (``max_queue``); when the disk cannot keep up
@@ -19,6 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -27,6 +29,9 @@ from faq_search.traffic.log import Feedback, QuestionLog, QuestionRecord
 log = logging.getLogger("faq_search.traffic.writer")
 
 MAX_BATCH = 512
+GATHER_S = 0.05
+"""After the first record of a batch arrives, the thread waits this long for more: at 200 questions a second,
+one wake-up and one commit per 10 questions instead of per question. Feedback waits at most this long too."""
 
 
 @dataclass
@@ -68,6 +73,8 @@ class LogWriter:
         stopping = False
         while not stopping:
             items = [self._queue.get()]
+            if not isinstance(items[0], _Stop):
+                time.sleep(GATHER_S)
             while len(items) < MAX_BATCH:
                 try:
                     items.append(self._queue.get_nowait())

@@ -17,16 +17,8 @@ from faq_search.corpus import FaqEntry
 from faq_search.errors import InputError
 from faq_search.index.faq_index import FaqIndex
 from faq_search.index.records import Answer, Match
-from faq_search.traffic.log import (
-    DAY_S,
-    SCHEMA_VERSION,
-    Feedback,
-    LoggedMatch,
-    QuestionLog,
-    QuestionRecord,
-    migrate,
-    new_question_id,
-)
+from faq_search.traffic.log import DAY_S, Feedback, LoggedMatch, QuestionLog, QuestionRecord, new_question_id
+from faq_search.traffic.schema import SCHEMA_VERSION, migrate
 from faq_search.traffic.writer import LogWriter
 from tests.conftest import REPO, FakeEncoder
 
