@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from faq_search.cli.options import DEFAULT_INDEX, AnswerColumn, IdColumn, IndexDir, JsonFlag, QuestionColumns
-from faq_search.traffic.settings import DEFAULT_SIMILARITY, Clustering
+from faq_search.traffic.settings import DEFAULT_MIN_SCORE, DEFAULT_SIMILARITY, Clustering
 
 if TYPE_CHECKING:
     from faq_search.traffic.gaps import GapsReport
@@ -71,9 +71,14 @@ def gaps(
 
 
 def gaps_text(report: GapsReport) -> str:
+    threshold = (
+        f"{report.min_score:g}"
+        if report.min_score is not None
+        else f"the server's threshold ({DEFAULT_MIN_SCORE:g} where it had none)"
+    )
     lines = [
         f"{report.gap_askings} of {report.logged} logged questions were gaps "
-        f"({report.gap_questions} distinct): confidence below {report.min_score:g} or marked unhelpful."
+        f"({report.gap_questions} distinct): confidence below {threshold}, or marked unhelpful."
     ]
     for c in report.clusters:
         closest = (

@@ -18,6 +18,7 @@ encoder's notion of similar questions; read the representatives.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Sequence
@@ -85,7 +86,7 @@ class GapsReport:
     logged: int
     gap_askings: int
     gap_questions: int
-    min_score: float
+    min_score: float | None  # None: each question's server threshold (DEFAULT_MIN_SCORE where it had none)
     similarity: float
     method: str
     clusters: tuple[GapCluster, ...]
@@ -172,8 +173,7 @@ def find_gaps(
         if opened is not log:
             opened.close()
     gaps = gap_questions(records, feedback, min_score)
-    threshold = DEFAULT_MIN_SCORE if min_score is None else min_score
-    report = GapsReport(len(records), sum(g.asked for g in gaps), len(gaps), threshold, similarity, method.value, ())
+    report = GapsReport(len(records), sum(g.asked for g in gaps), len(gaps), min_score, similarity, method.value, ())
     if not gaps:
         return report
     vectors = centred(np.asarray(index.encoder.encode([g.text for g in gaps]), dtype=np.float32), index)
@@ -192,9 +192,7 @@ def find_gaps(
     found = [
         _with_closest(cluster, matches[0] if matches else None) for cluster, matches in zip(found, closest, strict=True)
     ]
-    return GapsReport(
-        report.logged, report.gap_askings, report.gap_questions, threshold, similarity, method.value, tuple(found)
-    )
+    return dataclasses.replace(report, clusters=tuple(found))
 
 
 def centred(vectors: np.ndarray, index: FaqIndex) -> np.ndarray:
@@ -235,8 +233,6 @@ def _cluster(rank: int, members: list[GapQuestion], vectors: np.ndarray) -> GapC
 def _with_closest(cluster: GapCluster, match: Any) -> GapCluster:
     if match is None:
         return cluster
-    import dataclasses
-
     return dataclasses.replace(
         cluster,
         closest_id=match.entry.id,
