@@ -38,6 +38,7 @@ _EXPORTS = {
     "ModelError": "faq_search.errors",
     "BundleError": "faq_search.errors",
     "SettingsMismatchError": "faq_search.errors",
+    "QuestionLog": "faq_search.traffic.log",
 }
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "ModelError",
     "Pooling",
     "Precision",
+    "QuestionLog",
     "SettingsMismatchError",
     "adapt_index",
     "read_faq",
@@ -73,6 +75,7 @@ if TYPE_CHECKING:
     from faq_search.index.lexical import HybridSettings
     from faq_search.index.update import update_bundle
     from faq_search.quality.adapt import AdaptSettings, adapt_index
+    from faq_search.traffic.log import QuestionLog
 
 
 def __getattr__(name: str) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from faq_search.cli import ask, build, embed, onnx, quality, serve
+from faq_search.cli import ask, build, embed, onnx, quality, serve, traffic
 from faq_search.errors import FaqSearchError
 
 app = typer.Typer(
@@ -65,6 +65,8 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "tune": quality.tune,
     "adapt": quality.adapt,
     "onnx": onnx.onnx,
+    "gaps": traffic.gaps,
+    "lint": traffic.lint,
 }
 for _name, _command in COMMANDS.items():
     app.command(name=_name)(_translated(_command))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +32,15 @@ from faq_search.cli.options import (
     RuntimeChoice,
 )
 from faq_search.encoding.settings import Fields, Pooling
+from faq_search.errors import InputError
+
+FeedbackLog = Annotated[
+    Path | None,
+    typer.Option(
+        "--feedback",
+        help="A question log (`serve --log`): questions customers marked helpful count as labelled queries.",
+    ),
+]
 
 
 def eval_command(
@@ -71,7 +81,9 @@ def eval_command(
 
 
 def calibrate(
-    queries: QueriesFile,
+    queries: Annotated[
+        Path | None, typer.Argument(help="Labelled queries (as for eval); optional with --feedback.")
+    ] = None,
     index_dir: IndexDir = DEFAULT_INDEX,
     negatives: NegativesFile = None,
     target_precision: Annotated[
@@ -82,6 +94,7 @@ def calibrate(
     plot: Annotated[
         Path | None, typer.Option(help="Write a PNG reliability diagram (held-out confidence against share right).")
     ] = None,
+    feedback: FeedbackLog = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Refit the confidence model on your labelled questions and store it with the min_score for a target precision.
@@ -91,8 +104,16 @@ def calibrate(
     from faq_search.quality.evaluate import calibrate_index
     from faq_search.quality.queries import QueryFiles
 
-    files = QueryFiles(queries, negatives, query_column=query_column, relevant_column=relevant_column)
-    report = calibrate_index(index_dir, files, target_precision, plot=plot)
+    columns = {"query_column": query_column, "relevant_column": relevant_column}
+    files = QueryFiles(queries, negatives, **columns) if queries else None
+    with tempfile.TemporaryDirectory(prefix="faq-search-feedback-") as scratch:
+        if feedback is not None:
+            from faq_search.traffic.labels import with_feedback
+
+            files = with_feedback(files, feedback, index_dir, Path(scratch))
+        if files is None:
+            raise InputError("calibrate needs labelled queries: pass a query file, --feedback LOG.db, or both")
+        report = calibrate_index(index_dir, files, target_precision, plot=plot)
     if as_json:
         typer.echo(json.dumps({"index": str(index_dir), **dataclasses.asdict(report)}, indent=2))
     else:
@@ -174,6 +195,7 @@ def adapt(
     queries: Annotated[
         Path | None, typer.Option(help="Labelled queries (eval layout) to train on as well; a slice is held out.")
     ] = None,
+    feedback: FeedbackLog = None,
     answer_column: AnswerColumn = "answer",
     question_column: QuestionColumns = None,
     id_column: IdColumn = None,
@@ -198,7 +220,12 @@ def adapt(
     from faq_search.quality.queries import read_queries
 
     entries = read_faq(file, answer_column=answer_column, question_column=question_column or None, id_column=id_column)
-    labelled = read_queries(queries, known_ids=[e.id for e in entries]) if queries else []
+    known = [i for e in entries for i in e.ids]
+    labelled = read_queries(queries, known_ids=known) if queries else []
+    if feedback is not None:
+        from faq_search.traffic.labels import feedback_queries
+
+        labelled += feedback_queries(feedback, known_ids=known)
     with render.loss_bar(enabled=not quiet and not as_json) as on_progress:
         built, report = adapt_index(
             entries,

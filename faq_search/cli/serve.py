@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -42,6 +43,23 @@ def serve(
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for the encoder, per worker.")] = None,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request.")] = True,
     runtime: RuntimeChoice = None,
+    log: Annotated[
+        Path | None,
+        typer.Option(
+            "--log",
+            help="Log every question, its top matches and feedback in this SQLite file (created if missing) "
+            "and accept POST /feedback; without it nothing is logged.",
+        ),
+    ] = None,
+    redact: Annotated[
+        bool,
+        typer.Option(
+            "--redact/--no-redact", help="Mask e-mail addresses, phone, card and long numbers before logging them."
+        ),
+    ] = True,
+    retention_days: Annotated[
+        float | None, typer.Option(min=0.001, help="Delete logged questions older than this many days.")
+    ] = None,
 ) -> None:
     """Serve an index over HTTP: POST /ask, /ask/batch, /embed; a search page at /; API docs at /docs.
 
@@ -51,6 +69,11 @@ def serve(
     from faq_search.service.app import ServeConfig
     from faq_search.service.app import serve as run_server
     from faq_search.service.config import parse_index_option
+
+    if log is not None:  # create or upgrade it now, so a bad file is one line here, not a worker's traceback
+        from faq_search.traffic.log import QuestionLog
+
+        QuestionLog(log, retention_days=retention_days).close()
 
     index_dir, named = parse_index_option(index or [str(DEFAULT_INDEX)])
     run_server(
@@ -69,5 +92,8 @@ def serve(
             watch_s=watch,
             access_log=access_log,
             runtime=runtime,
+            log_path=None if log is None else str(log.resolve()),
+            redact=redact,
+            retention_days=retention_days,
         )
     )

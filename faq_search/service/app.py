@@ -78,7 +78,7 @@ def create_app(config: ServeConfig, index: FaqIndex | None = None) -> FastAPI:
     """
     from fastapi import FastAPI
 
-    from faq_search.service import docs, http_errors
+    from faq_search.service import docs, feedback, http_errors
     from faq_search.service.batching import Batcher
     from faq_search.service.middleware import RequestGate
     from faq_search.service.reload import IndexHolder, SharedEncoders
@@ -116,6 +116,7 @@ def create_app(config: ServeConfig, index: FaqIndex | None = None) -> FastAPI:
         single=config.single,
     )
     _add_routes(app, token is not None or tokens is not None, config.single is not None)
+    feedback.install(app, config, token is not None or tokens is not None)  # the question log and POST /feedback
     docs.add_routes(app)
     http_errors.install(app)
     return app

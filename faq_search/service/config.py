@@ -50,6 +50,9 @@ class ServeConfig:
     keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
     runtime: str | None = None  # torch, onnx or auto (None: $FAQ_SEARCH_RUNTIME, else auto); see encoding.runtime
     named: tuple[tuple[str, Path], ...] = ()  # `--index NAME=DIR`: indexes served under /indexes/NAME/
+    log_path: str | None = None  # the SQLite question log (--log); None: nothing is logged
+    redact: bool = True  # mask e-mail addresses, phone and card numbers in logged questions
+    retention_days: float | None = None  # delete logged questions older than this
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index_dir", Path(self.index_dir))  # accept a str from library callers
@@ -75,6 +78,7 @@ class ServeConfig:
             (self.max_body_bytes >= 1024, f"max_body_bytes {self.max_body_bytes} must be at least 1024"),
             (self.timeout_s > 0, f"--timeout {self.timeout_s} must be positive"),
             (self.watch_s >= 0, f"--watch {self.watch_s} must be 0 (off) or a number of seconds"),
+            (self.retention_days is None or self.retention_days > 0, "--retention-days must be positive"),
         ]
         for ok, message in checks:
             if not ok:

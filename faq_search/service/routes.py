@@ -27,6 +27,7 @@ from faq_search.index.faq_index import Answer, FaqIndex, Match
 from faq_search.service.batching import Batcher, Job, Kind, Overloaded
 from faq_search.service.config import ServeConfig
 from faq_search.service.connections import CLIENT_GONE, ON_DISCONNECT
+from faq_search.service.feedback import log_answers
 from faq_search.service.http_errors import HttpError
 from faq_search.service.middleware import ALLOWED_INDEXES
 from faq_search.service.page import ASSET_TYPES, PAGE_HEADERS, asset
@@ -147,16 +148,21 @@ def cut_flags(index: FaqIndex, texts: Sequence[str]) -> list[bool]:
 
 async def ask(body: AskRequest, request: Request) -> Response:
     """Ranked answers to one question (the JSON of `faq-search ask --json`), among entries passing `filter`."""
+    started = time.perf_counter()
     text = _question(body.question)
     served, result = await _answer(_service(request), "ask", [text], request, body.k, _holder(request), body.filter)
-    return _reply(_shape(body.question, result[0], body.k, body.min_score, served), served)
+    content = _shape(body.question, result[0], body.k, body.min_score, served)
+    log_answers(request, served.generation, result, [content], body.k, started)
+    return _reply(content, served)
 
 
 async def ask_batch(body: AskBatchRequest, request: Request) -> Response:
     """Ranked answers to several questions, in order; they share model calls with other requests."""
+    started = time.perf_counter()
     texts = [_question(q) for q in body.questions]
     served, result = await _answer(_service(request), "ask", texts, request, body.k, _holder(request), body.filter)
     results = [_shape(q, m, body.k, body.min_score, served) for q, m in zip(body.questions, result, strict=True)]
+    log_answers(request, served.generation, result, results, body.k, started)
     return _reply({"results": results}, served)
 
 

@@ -103,6 +103,9 @@ class AskResponse(BaseModel):
     answered: bool
     min_score: float | None
     matches: list[MatchOut]
+    question_id: str | None = Field(
+        None, description="With `serve --log`: the id the question is logged under, for `POST /feedback`."
+    )
 
 
 class AskBatchResponse(BaseModel):

@@ -1,0 +1,120 @@
+"""The gaps report: gap questions found from scores and feedback, clustered by topic, ranked by volume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from faq_search.cli.app import app as cli
+from faq_search.errors import InputError
+from faq_search.index.faq_index import FaqIndex
+from faq_search.traffic import cluster
+from faq_search.traffic.gaps import find_gaps, gap_questions, parse_since
+from faq_search.traffic.log import Feedback, LoggedMatch, QuestionLog, QuestionRecord, new_question_id
+from faq_search.traffic.settings import Clustering
+from tests.traffic.conftest import RENTALS, SKI_WAX
+
+
+def logged(question: str, score: float | None, min_score: float | None = None, at: float = 1000.0) -> QuestionRecord:
+    matches = () if score is None else (LoggedMatch("orders-01", score),)
+    answered = score is not None and (min_score is None or score >= min_score)
+    return QuestionRecord(new_question_id(), at, question, answered, matches, min_score=min_score)
+
+
+def test_a_gap_is_a_low_score_no_match_or_unhelpful_feedback() -> None:
+    low, none, confident, disliked = (
+        logged("low", 0.3), logged("none", None), logged("fine", 0.9), logged("disliked", 0.9),
+    )  # fmt: skip
+    strict = logged("strict", 0.6, min_score=0.7)  # below the threshold the server applied
+    again = logged("LOW ", 0.2)  # the same question, case and spacing aside
+    gaps = gap_questions([low, none, confident, disliked, strict, again], [Feedback(disliked.id, False)])
+    assert [(g.text, g.asked, g.unanswered, g.unhelpful) for g in gaps] == [
+        ("low", 2, 2, 0), ("none", 1, 1, 0), ("disliked", 1, 0, 1), ("strict", 1, 1, 0),
+    ]  # fmt: skip
+    assert [g.text for g in gap_questions([low, confident], [], min_score=0.95)] == ["low", "fine"]
+
+
+def test_agglomeration_merges_by_similarity_and_numbers_topics_by_weight() -> None:
+    vectors = np.array([[1, 0], [0.99, 0.14], [0, 1], [0.1, 0.99]], dtype=np.float32)
+    assert cluster.agglomerate(vectors, [1, 1, 1, 1], similarity=0.9).tolist() == [0, 0, 1, 1]
+    assert cluster.agglomerate(vectors, [1, 1, 5, 1], similarity=0.9).tolist() == [1, 1, 0, 0]
+    assert sorted(cluster.agglomerate(vectors, [1] * 4, similarity=0.999).tolist()) == [0, 1, 2, 3]
+
+
+def test_large_inputs_are_pre_clustered_with_kmeans(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16))
+    points = np.concatenate([c + 0.05 * rng.normal(size=(40, 16)) for c in centres]).astype(np.float32)
+    monkeypatch.setattr(cluster, "DIRECT_LIMIT", 20)
+    labels = cluster.agglomerate(points, [1] * 120, similarity=0.9)
+    assert len(set(labels.tolist())) == 3
+    assert all(len(set(labels[i * 40 : (i + 1) * 40].tolist())) == 1 for i in range(3))
+
+
+@pytest.fixture(scope="module")
+def planted_log(tmp_path_factory: pytest.TempPathFactory, sample_index: FaqIndex) -> Path:
+    path = tmp_path_factory.mktemp("gaps") / "log.db"
+    asked_log(path, sample_index).close()
+    return path
+
+
+def asked_log(path: Path, index: FaqIndex) -> QuestionLog:
+    """A log of the planted topics, the FAQ's own labelled questions and feedback, asked of the real index."""
+    log = QuestionLog(path)
+    for question in (*RENTALS, *SKI_WAX):
+        log.ask(index, question)
+    with (Path(__file__).resolve().parents[2] / "data" / "queries.csv").open() as handle:
+        for row in csv.DictReader(handle):
+            log.ask(index, row["query"])
+    disliked = log.ask(index, "my discount code does not work")
+    log.add_feedback(disliked.question_id, helpful=False)
+    return log
+
+
+@pytest.mark.model
+def test_planted_topics_come_first_with_their_closest_entry(planted_log: Path, sample_index: FaqIndex) -> None:
+    report = find_gaps(planted_log, sample_index)
+    first = report.clusters[0]
+    assert set(RENTALS[:4]) == set(first.questions) and first.volume == 5 and first.distinct == 4
+    assert first.closest_id is not None and first.closest_score is not None and first.closest_score < 0.5
+    skis = next(c for c in report.clusters if SKI_WAX[0] in c.questions)
+    assert set(SKI_WAX) <= set(skis.questions) and skis.rank <= 3
+    assert any("my discount code does not work" in c.questions and c.unhelpful == 1 for c in report.clusters)
+    assert [c.volume for c in report.clusters] == sorted((c.volume for c in report.clusters), reverse=True)
+    assert report.logged == len(RENTALS) + len(SKI_WAX) + 60 + 1
+    kmeans = find_gaps(planted_log, sample_index, method=Clustering.KMEANS, clusters=4, top=2)
+    assert len(kmeans.clusters) == 2 and kmeans.method == "kmeans" and kmeans.gap_questions == report.gap_questions
+
+
+@pytest.mark.model
+def test_gaps_command_prints_json_and_writes_csv(tmp_path: Path, planted_log: Path, sample_bundle: Path) -> None:
+    out = tmp_path / "gaps.csv"
+    result = CliRunner().invoke(
+        cli, ["gaps", str(planted_log), "--index", str(sample_bundle), "--json", "--csv", str(out), "--top", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert len(data["clusters"]) == 3 and data["clusters"][0]["closest"]["id"]
+    assert set(RENTALS[:4]) == set(data["clusters"][0]["questions"])
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["volume"]) for r in rows] == [c["volume"] for c in data["clusters"]]
+    text = CliRunner().invoke(cli, ["gaps", str(planted_log), "--index", str(sample_bundle)]).output
+    assert "tent" in text and "closest entry" in text
+    future = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 2 * 86400))
+    later = CliRunner().invoke(cli, ["gaps", str(planted_log), "-i", str(sample_bundle), "--since", future])
+    assert later.exit_code == 0 and "No gaps" in later.output
+
+
+def test_gaps_errors_are_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["gaps", str(tmp_path / "missing.db"), "--index", str(tmp_path)])
+    assert result.exit_code == 2 and "no question log there" in result.output
+    with pytest.raises(InputError, match="not a date"):
+        parse_since("last tuesday")
+    assert parse_since("1970-01-02") == 86400.0
