@@ -102,7 +102,7 @@ def test_an_update_over_a_columnar_bundle_reuses_every_vector(columnar: None, tm
 
 def test_extra_files_of_other_features_travel_with_a_columnar_bundle(columnar: None, tmp_path: Path) -> None:
     index = FaqIndex.build(entries(), encoder=FakeEncoder())
-    index.extra_files = {"filters/columns.parquet": b"typed columns", "encoder/model.onnx": b"onnx"}
+    index.extra_files = {"future/feature.bin": b"a later feature", "encoder/model.onnx": b"onnx"}
     index.save(tmp_path / "b")
     loaded = FaqIndex.load(tmp_path / "b")
     assert loaded.extra_files == index.extra_files
