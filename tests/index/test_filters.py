@@ -18,11 +18,13 @@ from hypothesis import strategies as st
 from faq_search.bundle.files import read_bundle
 from faq_search.corpus import FaqEntry
 from faq_search.errors import BundleError, InputError
+from faq_search.index import ranking as ranking_module
 from faq_search.index import store as store_module
 from faq_search.index.columns import ColumnSpec, ColumnType, build_columns
 from faq_search.index.faq_index import FaqIndex, Match
 from faq_search.index.filters import MAX_DEPTH, And, Comparison, FilterError, Not, Or, fields_of, parse, parse_all
 from faq_search.index.lexical import HybridSettings
+from tests.conftest import FakeEncoder
 from tests.index.filter_samples import COLUMNS, COUNTRIES, PLANS, TAGS, RandomEncoder, filter_entries, oracle
 
 ENTRIES = filter_entries()
@@ -301,7 +303,12 @@ def test_filtered_ask_equals_brute_force_over_the_filtered_entries(
     fused: bool,
     indexes: dict[tuple[str, bool], FaqIndex],
     encoder: RandomEncoder,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The lexical union picks its extra candidates by the FAQ-wide BM25 (its IDF counts every entry), so a separate
+    # index of the kept entries may pick others; the union has its own test below. Here: the pool, the fusion and
+    # the confidence within the filter, which must equal that index's exactly.
+    monkeypatch.setattr(ranking_module, "LEXICAL_POOL", 0)
     text, keep = drawn
     kept = [e for e in ENTRIES if keep(e.metadata)]  # type: ignore[operator]
     index = indexes[(kind, fused)]
@@ -313,6 +320,31 @@ def test_filtered_ask_equals_brute_force_over_the_filtered_entries(
     expected = oracle_index.ask_batch(QUESTIONS, k=k, min_score=0.0)
     assert [shown(m) for m in found] == [shown(m) for m in expected]
     assert all(len(m) == min(k, len(kept)) for m in found)
+
+
+def test_the_lexical_union_stays_inside_the_filter(monkeypatch: pytest.MonkeyPatch) -> None:
+    entries = [
+        FaqEntry(f"e{i}", f"General answer {i} about orders and delivery.", metadata={"plan": ["free", "pro"][i % 2]})
+        for i in range(60)
+    ]
+    entries += [
+        FaqEntry("code-pro", "Error XJ-9041 means the card reader lost power.", metadata={"plan": "pro"}),
+        FaqEntry("code-free", "Error XJ-9041 on the free plan: restart the reader.", metadata={"plan": "free"}),
+    ]
+    index = FaqIndex.build(
+        entries, encoder=FakeEncoder(), index_type="hnsw", hybrid=HybridSettings(weight=0.5), metadata_columns=["plan"]
+    )
+    search = index.store.search  # the ANN search is made blind to both code entries: only the union can add them
+    monkeypatch.setattr(
+        index.store,
+        "search",
+        lambda q, k, allowed=None: [[h for h in hs if h.entry < 60] for hs in search(q, k, allowed)],
+    )
+    found = [m.entry.id for m in index.ask("XJ-9041", k=5, min_score=0.0, where="plan = pro")]
+    monkeypatch.setattr(ranking_module, "LEXICAL_POOL", 0)
+    assert "code-pro" not in [m.entry.id for m in index.ask("XJ-9041", k=5, min_score=0.0, where="plan = pro")]
+    assert "code-pro" in found and "code-free" not in found
+    assert all(index.entries[i].metadata["plan"] == "pro" for i in range(len(entries)) if index.entries[i].id in found)
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])

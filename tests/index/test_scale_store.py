@@ -128,7 +128,9 @@ def test_a_strong_bm25_only_match_reaches_the_answers_of_an_ann_index(monkeypatc
     # the ANN search sees only the dense pool; make it blind to the code entry to isolate the union
     search = index.store.search
     monkeypatch.setattr(
-        index.store, "search", lambda q, k: [[h for h in hits if h.entry != 60] for hits in search(q, k)]
+        index.store,
+        "search",
+        lambda q, k, allowed=None: [[h for h in hits if h.entry != 60] for hits in search(q, k, allowed)],
     )
     assert "code" in [m.entry.id for m in index.ask("XJ-9041", k=5)]
     monkeypatch.setattr(ranking, "LEXICAL_POOL", 0)
