@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from faq_search.index.records import Match
+    from faq_search.service.reload import ServedIndex
 
 ID_PATTERN = r"^[0-9a-f]{32}$"
 
@@ -93,20 +94,22 @@ def install(app: FastAPI, config: ServeConfig, with_token: bool) -> None:
 
 
 def log_answers(
-    request: Request, generation: int, matches: Sequence[Sequence[Match]], answers: Sequence[dict[str, Any]],
+    request: Request, served: ServedIndex, matches: Sequence[Sequence[Match]], answers: Sequence[dict[str, Any]],
     k: int, started: float,
 ) -> None:  # fmt: skip
     """Log each answered question (when the server keeps a log) and put its ``question_id`` into its answer.
 
     ``matches`` are the engine's ranked matches before the threshold (what
-    the gaps report reads); ``answers`` the JSON bodies being returned.
+    the gaps report reads); ``answers`` the JSON bodies being returned. The
+    logged index is the served bundle's folder (with several indexes, the
+    one asked).
     """
     writer: LogWriter | None = request.app.state.question_log
     if writer is None:
         return
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
     config: ServeConfig = request.app.state.service.config
-    index = str(config.index_dir)
+    index = str(served.index.path or config.index_dir)
     now = time.time()
     for ranked, answer in zip(matches, answers, strict=True):
         record = QuestionRecord(
@@ -116,7 +119,7 @@ def log_answers(
             answered=bool(answer["answered"]),
             matches=tuple(LoggedMatch(m.entry.id, round(float(m.score), 6)) for m in ranked[:k]),
             latency_ms=latency_ms,
-            generation=generation,
+            generation=served.generation,
             index=index,
             min_score=answer["min_score"],
         )

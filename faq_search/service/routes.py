@@ -152,7 +152,7 @@ async def ask(body: AskRequest, request: Request) -> Response:
     text = _question(body.question)
     served, result = await _answer(_service(request), "ask", [text], request, body.k, _holder(request), body.filter)
     content = _shape(body.question, result[0], body.k, body.min_score, served)
-    log_answers(request, served.generation, result, [content], body.k, started)
+    log_answers(request, served, result, [content], body.k, started)
     return _reply(content, served)
 
 
@@ -162,7 +162,7 @@ async def ask_batch(body: AskBatchRequest, request: Request) -> Response:
     texts = [_question(q) for q in body.questions]
     served, result = await _answer(_service(request), "ask", texts, request, body.k, _holder(request), body.filter)
     results = [_shape(q, m, body.k, body.min_score, served) for q, m in zip(body.questions, result, strict=True)]
-    log_answers(request, served.generation, result, results, body.k, started)
+    log_answers(request, served, result, results, body.k, started)
     return _reply({"results": results}, served)
 
 

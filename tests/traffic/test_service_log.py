@@ -106,3 +106,27 @@ def test_retention_must_be_positive(options: dict[str, Any]) -> None:
 
     with pytest.raises(InputError, match="retention"):
         ServeConfig(index_dir=Path("x"), **options)
+
+
+def test_each_named_index_logs_under_its_own_folder(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from faq_search.index.faq_index import FaqIndex
+    from faq_search.service.app import create_app
+    from tests.index.filter_samples import RandomEncoder, filter_entries
+
+    encoder = RandomEncoder()
+    entries = filter_entries(40)
+    folders = {name: tmp_path / name for name in ("shop", "support")}
+    for position, (_name, folder) in enumerate(folders.items()):
+        FaqIndex.build(entries[position * 20 : (position + 1) * 20], encoder=encoder).save(folder)
+    log_path = tmp_path / "traffic.db"
+    config = ServeConfig(
+        index_dir=folders["shop"], named=tuple(folders.items()), watch_s=0, log_path=str(log_path), max_wait_ms=1.0
+    )
+    with TestClient(create_app(config, FaqIndex.load(folders["shop"], encoder=encoder))) as client:
+        for name in folders:
+            body = client.post(f"/indexes/{name}/ask", json={"question": "where is my parcel"}).json()
+            assert len(body["question_id"]) == 32
+    with QuestionLog(log_path) as log:
+        assert sorted(q.index for q in log.questions()) == sorted(str(f) for f in folders.values())
