@@ -43,7 +43,7 @@ from faq_search.encoding.settings import (
     EncoderSettings,
     Precision,
 )
-from faq_search.encoding.windows import piece_counts, special_tokens, split_windows
+from faq_search.encoding.windows import split_texts
 from faq_search.errors import InputError, ModelError
 from faq_search.progress import progress_bar
 
@@ -270,15 +270,9 @@ class BertEncoder:
         """Each text whole when it fits ``window`` tokens (at most ``max_seq_len``), else its overlapping windows."""
         if not texts:
             return []
-        window = min(window, self.settings.max_seq_len)
         tokenizer = self.window_tokenizer
         with self._lock:
-            lengths = piece_counts(tokenizer, texts)
-            budget = window - special_tokens(tokenizer)
-            return [
-                split_windows(tokenizer, text, window) if n > budget else [text]
-                for text, n in zip(texts, lengths, strict=True)
-            ]
+            return split_texts(tokenizer, texts, window, self.settings.max_seq_len)
 
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[list[int]] | None]:
         """Word-piece ids per text (truncated to the window) and, when specials are excluded, their masks."""

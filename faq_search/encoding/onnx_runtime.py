@@ -27,7 +27,7 @@ import numpy as np
 from faq_search.encoding.onnx_export import GRAPH_FILE, INPUTS, META_FILE, OUTPUT, TOKENIZER_FILE, read_meta
 from faq_search.encoding.protocol import TextWindows
 from faq_search.encoding.settings import EncoderIdentity, EncoderSettings, Precision
-from faq_search.encoding.windows import piece_counts, special_tokens, split_windows
+from faq_search.encoding.windows import split_texts
 from faq_search.errors import InputError, ModelError
 
 DEFAULT_BATCH_TOKENS = 2048
@@ -118,15 +118,9 @@ class OnnxEncoder:
         """Each text whole when it fits ``window`` tokens (at most ``max_seq_len``), else its overlapping windows."""
         if not texts:
             return []
-        window = min(window, self.settings.max_seq_len)
         tokenizer = self._window_tokenizer
         with self._lock:
-            lengths = piece_counts(tokenizer, texts)
-            budget = window - special_tokens(tokenizer)
-            return [
-                split_windows(tokenizer, text, window) if n > budget else [text]
-                for text, n in zip(texts, lengths, strict=True)
-            ]
+            return split_texts(tokenizer, texts, window, self.settings.max_seq_len)
 
     def _tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[list[int]]]:
         with self._lock:

@@ -87,3 +87,20 @@ def split_windows(tokenizer: Any, text: str, max_seq_len: int, overlap: float = 
         while nxt > start + 1 and words[nxt] is not None and words[nxt] == words[nxt - 1]:
             nxt -= 1  # start on a word's first piece
         start = nxt
+
+
+def split_texts(tokenizer: Any, texts: Sequence[str], window: int, max_seq_len: int) -> list[list[str]]:
+    """Each text whole when it fits ``window`` tokens (at most ``max_seq_len``), else its overlapping windows.
+
+    The one rule both encoders (torch and ONNX Runtime) split index texts by, so
+    that a bundle's rows do not depend on the runtime. Not thread-safe: the
+    caller holds its tokenizer's lock.
+    """
+    if not texts:
+        return []
+    window = min(window, max_seq_len)
+    lengths = piece_counts(tokenizer, texts)
+    budget = window - special_tokens(tokenizer)
+    return [
+        split_windows(tokenizer, text, window) if n > budget else [text] for text, n in zip(texts, lengths, strict=True)
+    ]
