@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from faq_search.bundle.files import read_bundle
 from faq_search.corpus import FaqEntry
 from faq_search.errors import BundleError, InputError
+from faq_search.index import filtered_search
 from faq_search.index import ranking as ranking_module
-from faq_search.index import store as store_module
 from faq_search.index.columns import ColumnSpec, ColumnType, build_columns
 from faq_search.index.faq_index import FaqIndex, Match
 from faq_search.index.filters import MAX_DEPTH, And, Comparison, FilterError, Not, Or, fields_of, parse, parse_all
@@ -353,7 +353,7 @@ def test_the_approximate_selector_path_also_finds_k(
     kind: str, where: str, indexes: dict[tuple[str, bool], FaqIndex], encoder: RandomEncoder, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     """Past FILTER_EXACT_ROWS the index's own search skips other rows (ANN: widened); here that path is forced."""
-    monkeypatch.setattr(store_module, "FILTER_EXACT_ROWS", 0)
+    monkeypatch.setattr(filtered_search, "FILTER_EXACT_ROWS", 0)
     index = indexes[(kind, False)]
     mask = index.filter_mask(where)
     assert mask is not None
