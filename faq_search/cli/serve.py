@@ -43,6 +43,13 @@ def serve(
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for the encoder, per worker.")] = None,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request.")] = True,
     runtime: RuntimeChoice = None,
+    max_connections: Annotated[
+        int, typer.Option(min=1, help="Open connections per worker; past it the one idle longest is closed.")
+    ] = 1000,
+    header_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a connection may take to send a request's headers.")
+    ] = 10.0,
+    keep_alive: Annotated[float, typer.Option(min=0.1, help="Seconds an idle keep-alive connection stays open.")] = 5.0,
     log: Annotated[
         Path | None,
         typer.Option(
@@ -92,6 +99,9 @@ def serve(
             watch_s=watch,
             access_log=access_log,
             runtime=runtime,
+            max_connections=max_connections,
+            header_timeout_s=header_timeout,
+            keep_alive_s=keep_alive,
             log_path=None if log is None else str(log.resolve()),
             redact=redact,
             retention_days=retention_days,

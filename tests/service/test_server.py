@@ -422,6 +422,24 @@ def test_serve_has_help() -> None:
     assert result.exit_code == 0
     for option in ["--index", "--host", "--port", "--workers", "--no-batching", "--watch", "FAQ_SEARCH_TOKEN"]:
         assert option in result.output
+    for option in ["--max-connections", "--header-timeout", "--keep-alive"]:
+        assert option in result.output
+
+
+def test_serve_passes_the_connection_limits(tmp_path: Path) -> None:
+    started: list[ServeConfig] = []
+    with mock.patch("faq_search.service.app.serve", side_effect=started.append):
+        limits = ["--max-connections", "7", "--header-timeout", "2.5", "--keep-alive", "1.5"]
+        assert CliRunner().invoke(cli_app, ["serve", "--index", str(tmp_path), *limits]).exit_code == 0
+        assert CliRunner().invoke(cli_app, ["serve", "--index", str(tmp_path)]).exit_code == 0
+        refused = CliRunner().invoke(cli_app, ["serve", "--index", str(tmp_path), "--max-connections", "0"])
+    given, default = started
+    assert (given.max_connections, given.header_timeout_s, given.keep_alive_s) == (7, 2.5, 1.5)
+    fresh = ServeConfig(index_dir=tmp_path)
+    assert (default.max_connections, default.header_timeout_s, default.keep_alive_s) == (
+        fresh.max_connections, fresh.header_timeout_s, fresh.keep_alive_s,
+    )  # fmt: skip
+    assert refused.exit_code == 2 and "--max-connections" in refused.output
 
 
 def free_port() -> int:
