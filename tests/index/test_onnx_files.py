@@ -129,3 +129,16 @@ def test_reindexing_with_the_same_encoder_keeps_the_graph(
     other = BertEncoder(EncoderSettings(precision="fp32", layer="-1"))
     update_bundle(copy, entries, encoder=other)
     assert not FaqIndex.load(copy).has_onnx  # a graph of the old encoder would not match the new vectors
+
+
+def test_index_onnx_builds_the_bundle_with_its_graph(sample_faq: Path, tmp_path: Path) -> None:
+    from tests.cli.test_cli import run
+
+    out = tmp_path / "with-graph"
+    built = run("index", str(sample_faq), "--out", str(out), "--onnx", "--json")
+    assert built.returncode == 0, built.stderr
+    assert json.loads(built.stdout)["onnx"]["min_cosine"] >= 0.9999
+    assert FaqIndex.load(out).has_onnx
+    asked = run("ask", "i want my money back for the boots", "--index", str(out), "--runtime", "onnx", "--json")
+    assert asked.returncode == 0, asked.stderr
+    assert json.loads(asked.stdout)["matches"][0]["id"] == "returns-03"
