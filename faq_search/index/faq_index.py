@@ -43,7 +43,7 @@ from faq_search.index.files import index_files, read_index_files
 from faq_search.index.filters import FilterError, parse_all
 from faq_search.index.lexical import HybridSettings, LexicalIndex, entry_document
 from faq_search.index.manifest import IndexManifest
-from faq_search.index.pool_lexical import PoolLexicon
+from faq_search.index.pool_lexical import EntryDocuments, PoolLexicon
 from faq_search.index.ranking import DenseLayout, confident_search, pools, ranked_features
 from faq_search.index.records import Answer, BuildReport, Changes, Match, Ranked, compare_entries
 from faq_search.index.rows import ANSWER, QUESTION, WINDOW_TOKENS, check_entries, embedding_rows, is_text, text_digest
@@ -573,8 +573,7 @@ class FaqIndex:
         if self._pool_lexicon is None:
             with self._lock:
                 if self._pool_lexicon is None:
-                    with_questions = QUESTION in self._manifest.fields
-                    documents = [entry_document(e.questions if with_questions else (), e.answer) for e in self.entries]
+                    documents = EntryDocuments(self.entries, QUESTION in self._manifest.fields)
                     self._pool_lexicon = PoolLexicon(documents, self.hybrid.language)
         return self._pool_lexicon
 

@@ -23,9 +23,14 @@ import math
 import threading
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
+
+from faq_search.index.lexical import entry_document
+
+if TYPE_CHECKING:
+    from faq_search.corpus import FaqEntry
 
 K1 = 1.5
 B = 0.3
@@ -34,14 +39,36 @@ and measured on the shared sets 0.3 ranks as well as 0.75 (MRR@10 within 0.003) 
 confidences when the FAQ grows."""
 
 
+class EntryDocuments(Sequence[str]):
+    """Each entry's BM25 document (its questions, where indexed, and its answer), made when read."""
+
+    def __init__(self, entries: Sequence[FaqEntry], with_questions: bool) -> None:
+        self.entries = entries
+        self.with_questions = with_questions
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @overload
+    def __getitem__(self, position: int) -> str: ...
+    @overload
+    def __getitem__(self, position: slice) -> list[str]: ...
+    def __getitem__(self, position: int | slice) -> str | list[str]:
+        if isinstance(position, slice):
+            return [self[i] for i in range(*position.indices(len(self)))]
+        entry = self.entries[position]
+        return entry_document(entry.questions if self.with_questions else (), entry.answer)
+
+
 class PoolLexicon:
     """Stemmed tokens of each FAQ entry's BM25 document, tokenized on first use and kept.
 
-    ``documents`` are the texts the FAQ-wide index holds, one per entry, in entry order.
+    ``documents`` are the texts the FAQ-wide index holds, one per entry, in entry order; only the
+    candidates' are read (:class:`EntryDocuments` makes them on demand, so a large FAQ is never decoded whole).
     """
 
     def __init__(self, documents: Sequence[str], language: str = "english") -> None:
-        self.documents = list(documents)
+        self.documents = documents
         self.language = language
         self.entries: object = None
         """What the owner built this from (FaqIndex keeps its entry list here to notice a change)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -135,3 +136,20 @@ def test_a_strong_bm25_only_match_reaches_the_answers_of_an_ann_index(monkeypatc
     assert "code" in [m.entry.id for m in index.ask("XJ-9041", k=5)]
     monkeypatch.setattr(ranking, "LEXICAL_POOL", 0)
     assert "code" not in [m.entry.id for m in index.ask("XJ-9041", k=5)]
+
+
+def test_the_pool_lexicon_reads_only_the_candidates_entries() -> None:
+    from faq_search.index.pool_lexical import EntryDocuments
+
+    class Counted(list[FaqEntry]):
+        read: ClassVar[list[int]] = []
+
+        def __getitem__(self, position):  # type: ignore[no-untyped-def,override]
+            Counted.read.append(position)
+            return super().__getitem__(position)
+
+    entries = Counted(FaqEntry(f"e{i}", f"Answer {i} about parcels.", (f"Question {i}?",)) for i in range(1000))
+    lexicon = PoolLexicon(EntryDocuments(entries, with_questions=True))
+    scores = lexicon.scores("parcels question", [3, 500, 999], pool=100)
+    assert sorted(Counted.read) == [3, 500, 999] and scores.shape == (3,) and (scores > 0).all()
+    assert EntryDocuments(entries, with_questions=False)[3] == "Answer 3 about parcels."
