@@ -43,7 +43,7 @@ from faq_search.encoding.settings import (
     EncoderSettings,
     Precision,
 )
-from faq_search.encoding.windows import split_texts
+from faq_search.encoding.windows import length_batches, split_texts
 from faq_search.errors import InputError, ModelError
 from faq_search.progress import progress_bar
 
@@ -297,16 +297,7 @@ class BertEncoder:
 
     def batches(self, lengths: Sequence[int]) -> Iterator[list[int]]:
         """Indices grouped longest first, each group within the count and the padded-token budget."""
-        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-        batch: list[int] = []
-        for index in order:
-            width = lengths[batch[0]] if batch else lengths[index]
-            if batch and (len(batch) >= self.batch_size or (len(batch) + 1) * width > self.max_batch_tokens):
-                yield batch
-                batch = []
-            batch.append(index)
-        if batch:
-            yield batch
+        return length_batches(lengths, self.batch_size, self.max_batch_tokens)
 
     @contextmanager
     def tokenizer_session(self) -> Iterator[Any]:

@@ -27,7 +27,7 @@ import numpy as np
 from faq_search.encoding.onnx_export import GRAPH_FILE, INPUTS, META_FILE, OUTPUT, TOKENIZER_FILE, read_meta
 from faq_search.encoding.protocol import TextWindows
 from faq_search.encoding.settings import EncoderIdentity, EncoderSettings, Precision
-from faq_search.encoding.windows import split_texts
+from faq_search.encoding.windows import length_batches, split_texts
 from faq_search.errors import InputError, ModelError
 
 DEFAULT_BATCH_TOKENS = 2048
@@ -129,16 +129,7 @@ class OnnxEncoder:
 
     def _batches(self, lengths: Sequence[int]) -> Iterator[list[int]]:
         """Indices grouped longest first, each group within the count and the padded-token budget."""
-        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-        batch: list[int] = []
-        for index in order:
-            width = lengths[batch[0]] if batch else lengths[index]
-            if batch and (len(batch) >= self.batch_size or (len(batch) + 1) * width > self.max_batch_tokens):
-                yield batch
-                batch = []
-            batch.append(index)
-        if batch:
-            yield batch
+        return length_batches(lengths, self.batch_size, self.max_batch_tokens)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Sentence vectors in input order: float32 ``[len(texts), dimension]``, unit length."""

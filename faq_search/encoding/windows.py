@@ -22,7 +22,7 @@ This is one of two window splitters, on purpose. Token and word vectors
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 
@@ -104,3 +104,21 @@ def split_texts(tokenizer: Any, texts: Sequence[str], window: int, max_seq_len: 
     return [
         split_windows(tokenizer, text, window) if n > budget else [text] for text, n in zip(texts, lengths, strict=True)
     ]
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int) -> Iterator[list[int]]:
+    """Indices grouped longest first, each group within ``batch_size`` texts and ``max_batch_tokens`` padded tokens.
+
+    The one batching rule of both encoders (torch and ONNX Runtime): texts of
+    similar length share a forward pass, so little of it is padding.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batch: list[int] = []
+    for index in order:
+        width = lengths[batch[0]] if batch else lengths[index]
+        if batch and (len(batch) >= batch_size or (len(batch) + 1) * width > max_batch_tokens):
+            yield batch
+            batch = []
+        batch.append(index)
+    if batch:
+        yield batch
