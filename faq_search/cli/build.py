@@ -138,6 +138,7 @@ def index(
     """
     from faq_search.corpus import read_faq
     from faq_search.encoding.settings import EncoderSettings
+    from faq_search.index.build import BuildOptions
     from faq_search.index.lexical import HybridSettings
     from faq_search.index.update import update_bundle
 
@@ -145,22 +146,22 @@ def index(
         model=model or "default", layer=layer, pooling=pooling, include_special=special, max_seq_len=max_seq_len,
         precision=precision,
     )  # fmt: skip
-    options: dict[str, Any] = dict(
+    options = BuildOptions(
         settings=settings, fields=fields, hybrid=HybridSettings(weight=hybrid_weight), index_type=index_type.value,
-        batch_size=batch_size, threads=threads, progress=not quiet, source_name=file.name, full=full,
-        keep_adapted=model is None, metadata_columns=metadata_column,
+        batch_size=batch_size, threads=threads, progress=not quiet, metadata_columns=metadata_column,
     )  # fmt: skip
+    update: dict[str, Any] = dict(source_name=file.name, full=full, keep_adapted=model is None)
     if engine is Engine.RAY:
         from faq_search.index.ray_build import ReadOptions, index_on_ray
 
         read = ReadOptions(answer_column, question_column or None, id_column, file_format, keep_duplicate_answers)
-        built = index_on_ray(out, file, read=read, address=address, actors=actors, **options)
+        built = index_on_ray(out, file, options, read=read, address=address, actors=actors, **update)
     else:
         entries = read_faq(
             file, answer_column=answer_column, question_column=question_column or None, id_column=id_column,
             file_format=file_format, keep_duplicate_answers=keep_duplicate_answers,
         )  # fmt: skip
-        built = update_bundle(out, entries, **options)
+        built = update_bundle(out, entries, options, **update)
     report, manifest = built.report, built.manifest
     added = None
     if with_onnx and not built.has_onnx:

@@ -12,6 +12,7 @@ updated index equals a full rebuild, in bf16 too.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,6 +27,7 @@ from faq_search.encoding.encoder import BertEncoder
 from faq_search.encoding.protocol import Encoder
 from faq_search.encoding.settings import EncoderSettings, Fields, choice
 from faq_search.errors import InputError
+from faq_search.index.columns import ColumnSpec, FilterColumns, build_columns
 from faq_search.index.lexical import HybridSettings
 from faq_search.index.manifest import IndexManifest
 from faq_search.index.records import BuildReport, compare_entries
@@ -69,6 +71,45 @@ _EXACT_STORAGE = ("IndexFlat", "IndexFlatIP", "IndexFlatL2", "IndexHNSWFlat", "I
 
 
 @dataclass(frozen=True)
+class BuildOptions:
+    """How an FAQ becomes an index: the one list of build options every way in takes.
+
+    :meth:`FaqIndex.build <faq_search.index.faq_index.FaqIndex.build>`,
+    :func:`~faq_search.index.update.update_bundle`, :func:`~faq_search.index.ray_build.index_on_ray`
+    and ``faq-search index`` all take this record (the library calls also take
+    its fields as keywords).
+    """
+
+    settings: EncoderSettings | None = None
+    """The encoder loaded when the build is not given one (None: the default model, layer -2 mean)."""
+    fields: Fields | str = Fields.QUESTION_ANSWER
+    """What is embedded: answers only, or questions too (where the FAQ has them)."""
+    hybrid: HybridSettings | None = None
+    """BM25 evidence (None: on, with the default settings; ``HybridSettings(weight=0)`` is dense only)."""
+    index_type: IndexType | str = IndexType.FLAT
+    """The vector store: flat (exact), hnsw, ivf or ivfpq."""
+    batch_size: int = 64
+    threads: int | None = None
+    """Torch threads of the loaded encoder (None: every core)."""
+    progress: bool = False
+    """Show a progress bar while encoding."""
+    engine: EncodeEngine | None = None
+    """Where the encoder calls run (None: this process; a :class:`~faq_search.index.ray_build.RayEngine` spreads
+    them over a Ray cluster)."""
+    metadata_columns: Sequence[str | ColumnSpec] | None = None
+    """Columns ``ask(..., where=...)`` can filter on, as ``"name"`` or ``"name:type"`` (see
+    :mod:`faq_search.index.columns`). None: none for a new index, the bundle's own for ``update_bundle``."""
+
+    def revised(self, **changes: object) -> BuildOptions:
+        """These options with some fields changed (TypeError naming an unknown one)."""
+        return dataclasses.replace(self, **changes) if changes else self  # type: ignore[arg-type]
+
+    def load_encoder(self) -> Encoder:
+        """The encoder these options describe (loaded now)."""
+        return BertEncoder(self.settings, batch_size=self.batch_size, threads=self.threads)
+
+
+@dataclass(frozen=True)
 class Built:
     """Everything a new index is made of, and the report of how it was made."""
 
@@ -78,31 +119,27 @@ class Built:
     row_digests: list[str]
     encoder: Encoder
     report: BuildReport
+    columns: FilterColumns | None = None
 
 
 def build_index(
     source: str | Path | Sequence[FaqEntry],
+    options: BuildOptions,
     *,
-    encoder: Encoder | None,
-    settings: EncoderSettings | None = None,
-    fields: Fields | str = Fields.QUESTION_ANSWER,
-    hybrid: HybridSettings | None = None,
-    index_type: IndexType | str = IndexType.FLAT,
-    batch_size: int = 64,
-    threads: int | None = None,
-    progress: bool = False,
+    encoder: Encoder | None = None,
     reuse: FaqIndex | None = None,
     cache: EmbeddingCache | None = None,
-    engine: EncodeEngine | None = None,
 ) -> Built:
-    """Embed an FAQ (see :meth:`faq_search.index.faq_index.FaqIndex.build`, which documents the options)."""
+    """Embed an FAQ (see :meth:`faq_search.index.faq_index.FaqIndex.build`, which documents the arguments)."""
     started = time.perf_counter()
     entries, source_name = _read_source(source)
-    fields = choice(Fields, fields, "fields")
-    kind = choice(IndexType, index_type, "index type")
-    hybrid = HybridSettings() if hybrid is None else hybrid
+    fields = choice(Fields, options.fields, "fields")
+    kind = choice(IndexType, options.index_type, "index type")
+    hybrid = HybridSettings() if options.hybrid is None else options.hybrid
+    specs = [c if isinstance(c, ColumnSpec) else ColumnSpec.parse(c) for c in options.metadata_columns or ()]
+    columns = build_columns(entries, specs) if specs else None  # before encoding: a bad column fails at once
     if encoder is None:
-        encoder = BertEncoder(settings, batch_size=batch_size, threads=threads)
+        encoder = options.load_encoder()
     precision = encoder.precision.value
 
     texts, row_entry, row_field = embedding_rows(entries, fields, encoder.windows)
@@ -114,7 +151,7 @@ def build_index(
             where[digest] = len(unique)
             unique.append(text)
     known, reuse_note = reusable_vectors(reuse, encoder, precision)
-    vectors, counts = embed_unique(encoder, unique, list(where), known, cache, progress, engine)
+    vectors, counts = embed_unique(encoder, unique, list(where), known, cache, options.progress, options.engine)
     store = VectorStore.build(vectors[[where[d] for d in digests]], row_entry, row_field, kind)
     manifest = IndexManifest(
         identity=encoder.identity,
@@ -139,7 +176,7 @@ def build_index(
         changes=None if reuse is None else compare_entries(reuse.entries, entries),
         reuse_note=reuse_note,
     )
-    return Built(entries, store, manifest, digests, encoder, report)
+    return Built(entries, store, manifest, digests, encoder, report, columns)
 
 
 def _read_source(source: str | Path | Sequence[FaqEntry]) -> tuple[list[FaqEntry], str | None]:

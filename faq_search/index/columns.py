@@ -24,6 +24,7 @@ import enum
 import io
 import json
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +34,10 @@ import numpy as np
 from faq_search.bundle.layout import FILTERS_DIR
 from faq_search.corpus import FaqEntry
 from faq_search.errors import BundleError, InputError
-from faq_search.index.filters import And, Comparison, FilterError, Node, Not
+from faq_search.index.filters import And, Comparison, FilterError, Node, Not, parse_all
+
+MASKS_KEPT = 256
+"""Filters whose entry masks an index keeps."""
 
 COLUMNS_FILE = f"{FILTERS_DIR}/columns.json"
 COLUMNS_VERSION = 1
@@ -157,6 +161,26 @@ class FilterColumns:
         self.columns = {column.name: column for column in columns}
         self.entry_count = entry_count
         self._list_entries: dict[str, np.ndarray] = {}  # per list column: the entry of each item
+        self._masks: dict[str | tuple[str, ...], np.ndarray] = {}  # recent filters' masks, by filter text
+        self._lock = threading.Lock()
+
+    def filter_mask(self, where: str | Sequence[str]) -> np.ndarray:
+        """The entries a filter text keeps (several texts are joined with ``and``), read-only.
+
+        Recent filters' masks are kept, so a service asking with the same filter
+        parses and evaluates it once. FilterError (an InputError) for a text
+        that does not parse or names an unknown field or value.
+        """
+        key = where if isinstance(where, str) else tuple(where)
+        mask = self._masks.get(key)
+        if mask is None:
+            mask = self.mask(parse_all(where))
+            mask.flags.writeable = False
+            with self._lock:
+                if len(self._masks) >= MASKS_KEPT:
+                    self._masks.clear()
+                self._masks[key] = mask
+        return mask
 
     @property
     def specs(self) -> tuple[ColumnSpec, ...]:

@@ -34,9 +34,9 @@ from faq_search.encoding.protocol import Encoder
 from faq_search.encoding.runtime import Runtime, pick_runtime
 from faq_search.encoding.settings import ADAPTED_MODEL, ENCODER_DIR, EncoderIdentity, EncoderSettings, Fields, choice
 from faq_search.errors import BundleError, InputError, SettingsMismatchError
-from faq_search.index.build import CACHE_CHUNK, build_index, stored_vectors
+from faq_search.index.build import CACHE_CHUNK, BuildOptions, build_index, stored_vectors
 from faq_search.index.columnar import LazyColumn
-from faq_search.index.columns import FILTERS_DIR, ColumnSpec, FilterColumns, build_columns
+from faq_search.index.columns import FILTERS_DIR, FilterColumns, build_columns
 from faq_search.index.confidence import POOL, ConfidenceModel, default_model
 from faq_search.index.edits import deleted, upserted
 from faq_search.index.files import index_files, read_index_files
@@ -50,10 +50,7 @@ from faq_search.index.rows import ANSWER, QUESTION, WINDOW_TOKENS, check_entries
 from faq_search.index.store import IndexType, VectorStore
 
 if TYPE_CHECKING:
-    from faq_search.index.build import EncodeEngine
     from faq_search.index.cache import EmbeddingCache
-
-_MASKS_KEPT = 256  # filters whose entry masks an index keeps
 
 __all__ = [
     "ANSWER",
@@ -61,6 +58,7 @@ __all__ = [
     "QUESTION",
     "WINDOW_TOKENS",
     "Answer",
+    "BuildOptions",
     "BuildReport",
     "Changes",
     "FaqIndex",
@@ -101,7 +99,6 @@ class FaqIndex:
         """Bundle files besides the standard ones (``name -> bytes``), kept through load and save."""
         self.columns = columns
         """The filterable metadata columns (``index --metadata-column``), or None: see :meth:`filter_mask`."""
-        self._masks: dict[Any, np.ndarray] = {}  # recent filters' entry masks, by filter text
         self._encoder = encoder
         self._model_path = model_path
         self._threads = threads
@@ -176,53 +173,32 @@ class FaqIndex:
     def build(
         cls,
         source: str | Path | Sequence[FaqEntry],
+        options: BuildOptions | None = None,
         *,
-        settings: EncoderSettings | None = None,
         encoder: Encoder | None = None,
-        fields: Fields | str = Fields.QUESTION_ANSWER,
-        hybrid: HybridSettings | None = None,
-        index_type: IndexType | str = IndexType.FLAT,
-        batch_size: int = 64,
-        threads: int | None = None,
-        progress: bool = False,
         reuse: FaqIndex | None = None,
         cache: EmbeddingCache | None = None,
-        engine: EncodeEngine | None = None,
-        metadata_columns: Sequence[str | ColumnSpec] = (),
+        **changes: Any,
     ) -> FaqIndex:
         """Embed an FAQ (a file path, read with default columns, or entries) into a new index.
 
-        Pass ``encoder`` to reuse a loaded model (or a test fake); otherwise a
-        :class:`BertEncoder` is loaded with ``settings``. ``hybrid`` defaults to
-        BM25 fusion with weight 0.5; ``HybridSettings(weight=0)`` is dense only.
+        ``options`` (:class:`~faq_search.index.build.BuildOptions`) says how;
+        any of its fields can also be passed as a keyword (``fields="answer"``,
+        ``index_type="hnsw"``, ``metadata_columns=["plan"]``, ...), changing
+        ``options``. Pass ``encoder`` to reuse a loaded model (or a test fake);
+        otherwise one is loaded with ``options.settings``.
 
         ``reuse``: an earlier index of (part of) this FAQ; its vectors are used
         for every text it embedded with the same encoder, so only new texts are
         encoded, and the report counts the changes. ``cache``: where encoded
         vectors are written as they come, so a killed run can resume (see
         :mod:`faq_search.index.cache`). Either way the result equals a full build.
-        ``engine``: where the encoder calls run (default this process; a
-        :class:`~faq_search.index.ray_build.RayEngine` spreads them over a Ray cluster).
-        ``metadata_columns``: metadata columns ``ask(..., where=...)`` can filter
-        on, as ``"name"`` or ``"name:type"`` (see :mod:`faq_search.index.columns`).
         """
-        built = build_index(
-            source,
-            encoder=encoder,
-            settings=settings,
-            fields=fields,
-            hybrid=hybrid,
-            index_type=index_type,
-            batch_size=batch_size,
-            threads=threads,
-            progress=progress,
-            reuse=reuse,
-            cache=cache,
-            engine=engine,
+        options = (options or BuildOptions()).revised(**changes)
+        built = build_index(source, options, encoder=encoder, reuse=reuse, cache=cache)
+        index = cls(
+            built.entries, built.store, built.manifest, built.encoder, threads=options.threads, columns=built.columns
         )
-        specs = [c if isinstance(c, ColumnSpec) else ColumnSpec.parse(c) for c in metadata_columns]
-        columns = build_columns(built.entries, specs) if specs else None
-        index = cls(built.entries, built.store, built.manifest, built.encoder, threads=threads, columns=columns)
         index.row_digests = built.row_digests
         index.report = built.report
         return index
@@ -254,14 +230,8 @@ class FaqIndex:
         return Fields.ANSWER
 
     def _replace_entries(self, entries: list[FaqEntry]) -> BuildReport:
-        built = build_index(
-            entries,
-            encoder=self.encoder,
-            fields=self.fields_policy,
-            hybrid=self.hybrid,
-            index_type=self._manifest.index_type,
-            reuse=self,
-        )
+        options = BuildOptions(fields=self.fields_policy, hybrid=self.hybrid, index_type=self._manifest.index_type)
+        built = build_index(entries, options, encoder=self.encoder, reuse=self)
         manifest = dataclasses.replace(  # the same encoder (keeps its recorded name) and the same threshold
             built.manifest,
             identity=self._manifest.identity,
@@ -281,7 +251,6 @@ class FaqIndex:
             self._dense_layout = None
             self._pool_lexicon = None
             self.columns = None if self.columns is None else build_columns(built.entries, self.columns.specs)
-            self._masks = {}
             self.report = built.report
         return built.report
 
@@ -496,27 +465,17 @@ class FaqIndex:
 
         A filter text that does not parse, or names a field or value this index
         does not have, raises :class:`~faq_search.index.filters.FilterError`
-        (an :class:`InputError`) naming the known ones. Recent filters' masks
-        are kept, so a service asking with the same filter parses it once.
+        (an :class:`InputError`) naming the known ones.
         """
         if where is None or (not isinstance(where, str) and not where):
             return None
-        key = where if isinstance(where, str) else tuple(where)
-        mask = self._masks.get(key)
-        if mask is None:
-            node = parse_all(where)
-            if self.columns is None:
-                raise FilterError(
-                    "this index has no filterable fields; rebuild it with --metadata-column NAME "
-                    "(metadata_columns= in the library)"
-                )
-            mask = self.columns.mask(node)
-            mask.flags.writeable = False
-            with self._lock:
-                if len(self._masks) >= _MASKS_KEPT:
-                    self._masks.clear()
-                self._masks[key] = mask
-        return mask
+        if self.columns is None:
+            parse_all(where)  # a filter that does not parse says so first
+            raise FilterError(
+                "this index has no filterable fields; rebuild it with --metadata-column NAME "
+                "(metadata_columns= in the library)"
+            )
+        return self.columns.filter_mask(where)
 
     @property
     def lexical(self) -> LexicalIndex:

@@ -46,6 +46,7 @@ from faq_search.errors import FaqSearchError, InputError, ModelError
 from faq_search.index.engine import Engine
 
 if TYPE_CHECKING:
+    from faq_search.index.build import BuildOptions
     from faq_search.index.faq_index import FaqIndex
 
 __all__ = ["INSTALL_HINT", "Engine", "RayEngine", "ReadOptions", "index_on_ray", "ray_session", "read_faq_shards"]
@@ -320,25 +321,31 @@ def _difference(expected: str, seen: str) -> str:
 def index_on_ray(
     path: str | Path,
     source: str | Path,
+    options: BuildOptions | None = None,
     *,
     read: ReadOptions | None = None,
     address: str | None = None,
     actors: int | None = None,
-    batch_size: int = 64,
-    threads: int | None = None,
-    **update: Any,
+    source_name: str | None = None,
+    full: bool = False,
+    keep_adapted: bool = True,
 ) -> FaqIndex:
     """``faq-search index SOURCE --out PATH --engine ray``: read the shards and encode on Ray, write ``path``.
 
-    ``source`` is a file, a directory of shards or a glob. ``update`` takes the
-    other options of :func:`faq_search.index.update.update_bundle` (settings,
-    fields, hybrid, index_type, progress, full, ...); reuse of the bundle at
-    ``path``, the resume cache and the written bundle are as in a local run.
+    ``source`` is a file, a directory of shards or a glob. ``options`` and the
+    keywords after ``actors`` are those of :func:`faq_search.index.update.update_bundle`
+    (its ``engine`` is set here; its ``threads`` and ``batch_size`` are each
+    actor's); reuse of the bundle at ``path``, the resume cache and the written
+    bundle are as in a local run.
     """
+    from faq_search.index.build import BuildOptions
     from faq_search.index.update import update_bundle
 
-    engine = RayEngine(address=address, actors=actors, threads=threads, batch_size=batch_size)
+    options = options or BuildOptions()
+    engine = RayEngine(address=address, actors=actors, threads=options.threads, batch_size=options.batch_size)
     with ray_session(address):
         entries = read_faq_shards(source, read)
-        name = update.pop("source_name", None) or Path(str(source)).name
-        return update_bundle(path, entries, engine=engine, batch_size=batch_size, source_name=name, **update)
+        name = source_name or Path(str(source)).name
+        return update_bundle(
+            path, entries, options.revised(engine=engine), source_name=name, full=full, keep_adapted=keep_adapted
+        )

@@ -18,46 +18,37 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from faq_search.bundle.files import check_writable, looks_like_bundle
 from faq_search.corpus import FaqEntry, read_faq
-from faq_search.encoding.encoder import BertEncoder
 from faq_search.encoding.protocol import Encoder
-from faq_search.encoding.settings import ADAPTED_MODEL, EncoderSettings, Fields
+from faq_search.encoding.settings import ADAPTED_MODEL, EncoderSettings
 from faq_search.errors import BundleError
+from faq_search.index.build import BuildOptions
 from faq_search.index.cache import EmbeddingCache
 from faq_search.index.columns import ColumnSpec
 from faq_search.index.faq_index import FaqIndex
-from faq_search.index.lexical import HybridSettings
 from faq_search.index.onnx_files import carried_onnx_files
 from faq_search.index.records import compare_entries
-from faq_search.index.store import IndexType
-
-if TYPE_CHECKING:
-    from faq_search.index.build import EncodeEngine
 
 
 def update_bundle(
     path: str | Path,
     source: str | Path | Sequence[FaqEntry],
+    options: BuildOptions | None = None,
     *,
-    settings: EncoderSettings | None = None,
     encoder: Encoder | None = None,
-    fields: Fields | str = Fields.QUESTION_ANSWER,
-    hybrid: HybridSettings | None = None,
-    index_type: IndexType | str = IndexType.FLAT,
-    batch_size: int = 64,
-    threads: int | None = None,
-    progress: bool = False,
     source_name: str | None = None,
     full: bool = False,
     keep_adapted: bool = True,
-    engine: EncodeEngine | None = None,
-    metadata_columns: Sequence[str] | None = None,
+    **changes: Any,
 ) -> FaqIndex:
     """Index an FAQ into the bundle directory ``path``, re-embedding only what changed there.
 
+    ``options`` (:class:`~faq_search.index.build.BuildOptions`, or its fields
+    as keywords) are as for :meth:`FaqIndex.build`; its ``metadata_columns``
+    None keeps those of the bundle at ``path`` (re-read from the new entries).
     ``full`` re-embeds every text (the previous bundle is still compared with,
     for the report). The returned index's ``report`` counts added, changed,
     removed and unchanged entries, and texts encoded, reused and resumed; its
@@ -65,19 +56,14 @@ def update_bundle(
     A calibrated confidence model and ``min_score`` are kept when the encoder
     and the lexical evidence (on/off, language) are unchanged: the features
     they were fitted on mean the same, and a confidence does not depend on the
-    FAQ's size.
+    FAQ's size. With a Ray ``engine`` the reuse, the resume cache and the
+    written bundle are the same as in a local run.
 
     ``keep_adapted``: when the bundle at ``path`` carries an adapted encoder
     (``faq-search adapt``) and no ``encoder`` is given, index with that encoder
-    (``settings.model`` is then ignored) and carry it into the new bundle.
-
-    ``engine``: where the encoder calls run (this process by default; a
-    :class:`~faq_search.index.ray_build.RayEngine` for a Ray cluster). The
-    reuse, the resume cache and the written bundle are the same either way.
-
-    ``metadata_columns``: the filterable columns (``name`` or ``name:type``);
-    None keeps those of the bundle at ``path`` (re-read from the new entries).
+    (``options.settings.model`` is then ignored) and carry it into the new bundle.
     """
+    options = (options or BuildOptions()).revised(**changes)
     target = Path(path)
     check_writable(target)  # before any embedding work, not after it
     entries = read_faq(source) if isinstance(source, (str, Path)) else list(source)
@@ -86,27 +72,17 @@ def update_bundle(
     previous, problem = _previous(target)
     adapted = previous if keep_adapted and encoder is None and previous is not None and previous.is_adapted else None
     if adapted is not None:
-        settings = dataclasses.replace(settings or EncoderSettings(), model=str(adapted.own_encoder_dir()))
+        options = options.revised(
+            settings=dataclasses.replace(options.settings or EncoderSettings(), model=str(adapted.own_encoder_dir()))
+        )
     if encoder is None:
-        encoder = BertEncoder(settings, batch_size=batch_size, threads=threads)
+        encoder = options.load_encoder()
     precision = encoder.precision.value
     cache = EmbeddingCache.beside(target, encoder.identity.to_dict(), precision, encoder.dimension)
     if full:
         cache.clear()
-    index = FaqIndex.build(
-        entries,
-        settings=settings,
-        encoder=encoder,
-        fields=fields,
-        hybrid=hybrid,
-        index_type=index_type,
-        threads=threads,
-        progress=progress,
-        reuse=None if full else previous,
-        cache=cache,
-        engine=engine,
-        metadata_columns=_columns(metadata_columns, previous),
-    )
+    options = options.revised(metadata_columns=_columns(options.metadata_columns, previous))
+    index = FaqIndex.build(entries, options, encoder=encoder, reuse=None if full else previous, cache=cache)
     index.revise(source=source_name)
     if adapted is not None:
         index.revise(
@@ -137,7 +113,7 @@ def update_bundle(
     return index
 
 
-def _columns(given: Sequence[str] | None, previous: FaqIndex | None) -> Sequence[str | ColumnSpec]:
+def _columns(given: Sequence[str | ColumnSpec] | None, previous: FaqIndex | None) -> Sequence[str | ColumnSpec]:
     """The filterable columns to build: those given, else the previous bundle's (name and type)."""
     if given is not None:
         return list(given)

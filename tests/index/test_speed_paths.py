@@ -145,11 +145,12 @@ def test_cli_index_passes_the_index_type_through(tmp_path: Path, monkeypatch: py
 
     import faq_search.index.update
     from faq_search.cli import app
+    from faq_search.index.build import BuildOptions
 
-    seen: dict[str, object] = {}
+    seen: list[BuildOptions] = []
 
-    def fake_update_bundle(path: object, entries: object, **options: object) -> FaqIndex:
-        seen.update(options)
+    def fake_update_bundle(path: object, entries: object, options: BuildOptions, **update: object) -> FaqIndex:
+        seen.append(options)
         raise InputError("stop here")
 
     monkeypatch.setattr(faq_search.index.update, "update_bundle", fake_update_bundle)
@@ -157,7 +158,7 @@ def test_cli_index_passes_the_index_type_through(tmp_path: Path, monkeypatch: py
     faq.write_text("question,answer\nWhere is my parcel?,It ships in two days.\n")
     result = CliRunner().invoke(app, ["index", str(faq), "--out", str(tmp_path / "out"), "--index-type", "hnsw"])
     assert result.exit_code == 2
-    assert seen["index_type"] == "hnsw"
+    assert seen[0].index_type == "hnsw"
     bad = CliRunner().invoke(app, ["index", str(faq), "--index-type", "annoy"])
     assert bad.exit_code != 0
 
