@@ -29,11 +29,10 @@ import numpy as np
 
 from faq_search.bundle.files import Manifest, read_bundle, write_bundle
 from faq_search.corpus import FaqEntry
-from faq_search.encoding.encoder import BertEncoder
 from faq_search.encoding.protocol import Encoder
-from faq_search.encoding.runtime import Runtime, pick_runtime
-from faq_search.encoding.settings import ADAPTED_MODEL, ENCODER_DIR, EncoderIdentity, EncoderSettings, Fields, choice
-from faq_search.errors import BundleError, InputError, SettingsMismatchError
+from faq_search.encoding.runtime import Runtime
+from faq_search.encoding.settings import ADAPTED_MODEL, EncoderIdentity, EncoderSettings, Fields, choice
+from faq_search.errors import InputError
 from faq_search.index.build import CACHE_CHUNK, BuildOptions, build_index, stored_vectors
 from faq_search.index.columnar import LazyColumn
 from faq_search.index.columns import FILTERS_DIR, FilterColumns, build_columns
@@ -44,6 +43,14 @@ from faq_search.index.filters import FilterError, parse_all
 from faq_search.index.lexical import HybridSettings, LexicalIndex, entry_document
 from faq_search.index.manifest import IndexManifest
 from faq_search.index.pool_lexical import EntryDocuments, PoolLexicon
+from faq_search.index.query_encoder import (
+    adapted_encoder_dir,
+    check_encoder,
+    encoder_files,
+    has_onnx,
+    load_query_encoder,
+    resolve_runtime,
+)
 from faq_search.index.ranking import DenseLayout, confident_search, pools, ranked_features
 from faq_search.index.records import Answer, BuildReport, Changes, Match, Ranked, compare_entries
 from faq_search.index.rows import ANSWER, QUESTION, WINDOW_TOKENS, check_entries, embedding_rows, is_text, text_digest
@@ -128,7 +135,7 @@ class FaqIndex:
             manifest = IndexManifest.from_bundle(manifest)
         before = self._manifest
         if self._encoder is not None and manifest.identity != before.identity:
-            _check_encoder(manifest.identity, self._encoder)  # before anything changes
+            check_encoder(manifest.identity, self._encoder)  # before anything changes
         with self._lock:
             self._manifest = manifest
             if manifest.hybrid != before.hybrid:  # the BM25 index was built with the old fusion settings
@@ -335,30 +342,19 @@ class FaqIndex:
         return self._encoder
 
     def resolved_runtime(self) -> Runtime:
-        """The runtime this index loads its own query encoder on (``auto`` resolved; a given encoder is used as is).
-
-        Raises ModelError naming the install or the command when the wanted runtime cannot run here.
-        """
-        return pick_runtime(self._runtime, has_graph=self.has_onnx, model_moved=self._model_path is not None)
+        """The runtime this index loads its own query encoder on (``auto`` resolved; a given encoder is used as is)."""
+        return resolve_runtime(self._runtime, self.extra_files, model_moved=self._model_path is not None)
 
     @property
     def has_onnx(self) -> bool:
         """Whether this bundle carries its query encoder as an ONNX graph (``faq-search onnx``)."""
-        from faq_search.encoding.onnx_runtime import has_onnx_files
-
-        return has_onnx_files(self.extra_files)
+        return has_onnx(self.extra_files)
 
     def _load_encoder(self) -> Encoder:
-        """The query encoder on the chosen runtime: the bundle's ONNX graph, or the torch encoder."""
-        if self.resolved_runtime() is Runtime.ONNX:
-            from faq_search.encoding.onnx_runtime import OnnxEncoder
-
-            return OnnxEncoder(self.extra_files, threads=self._threads)
-        settings = self.settings
-        model = self._model_path or self.own_encoder_dir()
-        if model is not None:
-            settings = dataclasses.replace(settings, model=model)
-        return BertEncoder(settings, threads=self._threads)
+        model_dir = self._model_path or self.own_encoder_dir()
+        return load_query_encoder(
+            self.settings, self.extra_files, self.resolved_runtime(), model_dir=model_dir, threads=self._threads
+        )
 
     @property
     def is_adapted(self) -> bool:
@@ -367,21 +363,14 @@ class FaqIndex:
 
     def encoder_files(self) -> dict[str, bytes]:
         """The files of the encoder this bundle carries (``encoder/...``); empty unless adapted."""
-        return {name: data for name, data in self.extra_files.items() if name.startswith(f"{ENCODER_DIR}/")}
+        return encoder_files(self.extra_files)
 
     def own_encoder_dir(self) -> str | None:
         """For a bundle that carries its encoder (``faq-search adapt``): where its weights are on disk."""
-        if not self.is_adapted:
-            return None
-        if self.path is None or not (self.path / ENCODER_DIR).is_dir():
-            raise BundleError(
-                f"this index carries its own adapted encoder, but {ENCODER_DIR}/ is not found beside it; "
-                "load the index from its bundle directory"
-            )
-        return str(self.path / ENCODER_DIR)  # the identity check below proves these are the recorded weights
+        return adapted_encoder_dir(self.settings, self.path)
 
     def _check_encoder(self, encoder: Encoder) -> None:
-        _check_encoder(self.identity, encoder)
+        check_encoder(self.identity, encoder)
 
     def use_encoder(self, encoder: Encoder) -> None:
         """Query with ``encoder`` (one loaded for another index); SettingsMismatchError if it differs from the bundle's.
@@ -546,14 +535,3 @@ class FaqIndex:
 
     def __len__(self) -> int:
         return len(self.entries)
-
-
-def _check_encoder(identity: EncoderIdentity, encoder: Encoder) -> None:
-    """Refuse an encoder whose vectors would not be comparable with ones made as ``identity`` says."""
-    differences = identity.differences(encoder.identity)
-    if differences:
-        raise SettingsMismatchError(
-            "the query encoder differs from the one this index was built with ("
-            + "; ".join(differences)
-            + "); query with the index's own settings or rebuild the index"
-        )

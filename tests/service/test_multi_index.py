@@ -173,14 +173,14 @@ def test_an_index_with_other_encoder_settings_gets_its_own(bundles: dict[str, Pa
     shared = SharedEncoders()
     shared.add(first)
     config = ServeConfig(index_dir=tmp_path / "other")
-    with mock.patch("faq_search.index.faq_index.BertEncoder", side_effect=lambda *a, **k: other) as loaded:
+    with mock.patch("faq_search.index.query_encoder.BertEncoder", side_effect=lambda *a, **k: other) as loaded:
         index = open_index(config, shared=shared)
     assert index.encoder is other and loaded.call_count == 1  # the fake one was refused, another loaded
     assert shared.candidates() == [first, other]
     again = open_index(config, shared=shared)
     assert again.encoder is other  # now found among the shared ones: nothing loaded
     fresh = RandomEncoder()
-    with mock.patch("faq_search.index.faq_index.BertEncoder", side_effect=lambda *a, **k: fresh) as loaded:
+    with mock.patch("faq_search.index.query_encoder.BertEncoder", side_effect=lambda *a, **k: fresh) as loaded:
         same = open_index(ServeConfig(index_dir=bundles["shop"]), shared=SharedEncoders())
     assert same.encoder is fresh and loaded.call_count == 1  # with nothing shared, an index loads its own
 
