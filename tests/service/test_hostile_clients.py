@@ -14,7 +14,6 @@ import asyncio
 import json
 import logging
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +30,8 @@ from faq_search.service.app import ServeConfig, create_app
 from faq_search.service.batching import Batcher, Job, Overloaded
 from faq_search.service.runner import uvicorn_options
 from tests.conftest import DATA, FakeEncoder
-from tests.service.test_server import JSON, SlowEncoder, free_port, one_line_error, serving, serving_fake
+from tests.service.live import free_port, served
+from tests.service.test_server import JSON, SlowEncoder, one_line_error, serving, serving_fake
 
 
 @pytest.fixture
@@ -43,24 +43,12 @@ def fake_client(tmp_path: Path) -> Iterator[TestClient]:
 @contextmanager
 def live_server(tmp_path: Path, encoder: FakeEncoder, **options: Any) -> Iterator[tuple[int, Any]]:
     """The app on a loopback port under uvicorn with the guarded protocol, in a thread."""
-    import uvicorn
-
     index_dir = tmp_path / "live-index"
     FaqIndex.build(read_faq(DATA / "faq.csv"), encoder=encoder).save(index_dir)
     config = ServeConfig(index_dir=index_dir, port=free_port(), watch_s=0.0, **options)
     app = create_app(config, FaqIndex.load(index_dir, encoder=encoder))
-    server = uvicorn.Server(uvicorn.Config(app, **{**uvicorn_options(config), "log_config": None}))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    try:
+    with served(app, config.port, {**uvicorn_options(config), "log_config": None}):
         yield config.port, app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def closed_by_server(sock: socket.socket, within: float) -> bool:

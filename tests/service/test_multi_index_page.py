@@ -15,7 +15,7 @@ import pytest
 from faq_search.index.faq_index import FaqIndex
 from faq_search.service.app import ServeConfig, create_app
 from tests.index.filter_samples import RandomEncoder, filter_entries
-from tests.service.browser import browser_page, free_port, served
+from tests.service.live import browser_page, free_port, served
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ from faq_search.index.faq_index import FaqIndex, Match
 from faq_search.service.app import TOKEN_ENV, ServeConfig, app_from_env, create_app
 from faq_search.service.batching import Job, run_jobs
 from tests.conftest import DATA, FakeEncoder
+from tests.service.live import free_port
 
 pytestmark = pytest.mark.model
 
@@ -440,12 +441,6 @@ def test_serve_passes_the_connection_limits(tmp_path: Path) -> None:
         fresh.max_connections, fresh.header_timeout_s, fresh.keep_alive_s,
     )  # fmt: skip
     assert refused.exit_code == 2 and "--max-connections" in refused.output
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_serve_errors_are_one_line(tmp_path: Path, bundle: Path) -> None:

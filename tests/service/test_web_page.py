@@ -21,7 +21,7 @@ from faq_search.corpus import FaqEntry, read_faq
 from faq_search.index.faq_index import FaqIndex
 from faq_search.service.app import TOKEN_ENV, ServeConfig, create_app
 from tests.conftest import DATA
-from tests.service.browser import browser_page, free_port, served
+from tests.service.live import browser_page, free_port, served
 
 pytestmark = pytest.mark.model
 

@@ -1,4 +1,4 @@
-"""What the page tests share: the app served in a thread on a free port, and a headless chromium page.
+"""What the live-server tests share: the app served by uvicorn in a thread on a free port, a headless chromium page.
 
 Without playwright or chromium the page tests skip, and fail under CI, with the command that installs them.
 """
@@ -53,11 +53,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(app: Any, port: int) -> Iterator[str]:
-    """``app`` served by uvicorn on 127.0.0.1:``port`` in a background thread; yields its URL."""
+def served(app: Any, port: int, options: dict[str, Any] | None = None) -> Iterator[str]:
+    """``app`` served by uvicorn on 127.0.0.1:``port`` in a background thread; yields its URL.
+
+    ``options``: more ``uvicorn.Config`` arguments (the server's own protocol limits, logging).
+    """
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(app, **{"host": "127.0.0.1", "log_level": "warning", **(options or {}), "port": port})
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
