@@ -513,3 +513,22 @@ def test_cli_index_is_incremental_and_check_verifies(tmp_path: Path) -> None:
     broken = run_cli("check", "--index", "idx", cwd=tmp_path)
     assert broken.returncode == 1 and "FAIL" in broken.stdout and "vectors.faiss is corrupt" in broken.stdout
     assert "Traceback" not in broken.stderr
+
+
+def test_build_options_are_one_record_for_every_way_in(tmp_path: Path) -> None:
+    from faq_search.index.build import BuildOptions
+    from faq_search.index.store import IndexType
+
+    options = BuildOptions(index_type="hnsw", fields=Fields.ANSWER, hybrid=HybridSettings(weight=0.0))
+    updated = update_bundle(tmp_path / "b", base_entries(), options, encoder=FakeEncoder())
+    built = FaqIndex.build(base_entries(), options, encoder=FakeEncoder())
+    keywords = FaqIndex.build(
+        base_entries(), encoder=FakeEncoder(), index_type="hnsw", fields="answer", hybrid=HybridSettings(weight=0.0)
+    )
+    for index in (updated, built, keywords, FaqIndex.load(tmp_path / "b")):
+        assert index.manifest.index_type is IndexType.HNSW
+        assert index.manifest.fields == ("answer",)
+        assert not index.hybrid.enabled
+    assert options.revised(index_type="ivf").index_type == "ivf" and options.index_type == "hnsw"
+    with pytest.raises(TypeError, match="colour"):
+        FaqIndex.build(base_entries(), encoder=FakeEncoder(), colour="red")
