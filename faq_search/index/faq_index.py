@@ -545,7 +545,7 @@ class FaqIndex:
             layout=self._layout() if hybrid and self._manifest.index_type is IndexType.FLAT else None,
             store=self.store,
             lexicon=self.pool_lexicon if hybrid else None,
-            lexical=self.lexical.scores(questions) if hybrid else None,
+            lexical=self.lexical.matches(questions) if hybrid else None,
             allowed=allowed,
         )
 
