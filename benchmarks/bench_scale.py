@@ -223,6 +223,29 @@ def bundles_section(data: Path, count: int, work: Path, questions: list[str]) ->
     print(
         f"fused recall@10 of ivfpq against flat (exact), 100 questions: {fused_recall(flat, ivfpq, list(mapping)):.3f}"
     )
+    tradeoff(flat, ivfpq, list(mapping))
+
+
+def tradeoff(flat: FaqIndex, ivfpq: FaqIndex, questions: list[str]) -> None:
+    """Fused recall@10 and latency (no question encoding) of ivfpq per nprobe and refine factor."""
+    import faiss
+
+    coarse = faiss.extract_index_ivf(ivfpq.store.index)
+    refine = faiss.downcast_index(ivfpq.store.index)
+    built = (coarse.nprobe, refine.k_factor)
+    exact = [{m.entry.id for m in flat.ask(q, k=10)} for q in questions]
+    lists = coarse.nlist
+    print(f"\nivfpq search settings ({lists} lists; * = the defaults it was built with), {len(questions)} questions:")
+    print(f"{'nprobe':>7} {'refine':>6} {'recall@10':>9} {'p50 ms':>7} {'p99 ms':>7}")
+    for probe in sorted({max(1, lists // 12), max(1, lists // 6), max(1, lists // 3), built[0]}):
+        for factor in (4, 8, 16):
+            coarse.nprobe, refine.k_factor = probe, factor
+            found = [{m.entry.id for m in ivfpq.ask(q, k=10)} for q in questions]
+            recall = float(np.mean([len(a & b) / max(1, len(a)) for a, b in zip(exact, found, strict=True)]))
+            p50, p99 = latency(ivfpq, questions)
+            mark = "*" if (probe, factor) == built else " "
+            print(f"{probe:>6}{mark} {factor:>6} {recall:>9.3f} {p50:>7.1f} {p99:>7.1f}", flush=True)
+    coarse.nprobe, refine.k_factor = built
 
 
 def ray_section(data: Path, count: int, work: Path) -> None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faq_search.bundle.files import Manifest, read_bundle, write_bundle
+from faq_search.bundle.files import Content, Manifest, read_bundle, write_bundle
 from faq_search.corpus import FaqEntry
 from faq_search.encoding.encoder import BertEncoder
 from faq_search.encoding.protocol import Encoder
@@ -111,7 +111,7 @@ class FaqIndex:
         self._lock = threading.Lock()
         self._manifest = manifest if isinstance(manifest, IndexManifest) else IndexManifest.from_bundle(manifest)
         self._lexical: LexicalIndex | None = None
-        self._lexical_files: dict[str, bytes] | None = None  # a loaded bundle's BM25 index, read on first use
+        self._lexical_files: dict[str, Content] | None = None  # a loaded bundle's BM25 index, read on first use
         self._dense_layout: DenseLayout | None = None
         self._pool_lexicon: PoolLexicon | None = None  # per-entry tokens for the candidates' own BM25
         if encoder is not None:

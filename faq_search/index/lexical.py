@@ -16,6 +16,7 @@ benchmarks (benchmarks/confidence.py) measure the confidence against it.
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,7 @@ from typing import Any, overload
 
 import numpy as np
 
+from faq_search.bundle.files import Content
 from faq_search.errors import InputError
 
 
@@ -63,6 +65,9 @@ class HybridSettings:
 LEXICAL_DIR = "lexical"
 """Where a bundle keeps its BM25 index."""
 
+_ARRAYS = ("data", "indices", "indptr")
+"""bm25s's sparse score matrix (CSC: a column of per-document scores per term), one ``.npy`` file each."""
+
 
 class LexicalIndex:
     """BM25 scores of every document for a batch of queries."""
@@ -96,30 +101,43 @@ class LexicalIndex:
             return {path.name: path.read_bytes() for path in sorted(Path(scratch).iterdir()) if path.is_file()}
 
     @classmethod
-    def from_files(cls, files: Mapping[str, bytes], size: int, settings: HybridSettings) -> LexicalIndex | None:
-        """The index :meth:`to_files` wrote for ``size`` documents; None when the files do not fit it."""
+    def from_files(cls, files: Mapping[str, Content], size: int, settings: HybridSettings) -> LexicalIndex | None:
+        """The index :meth:`to_files` wrote for ``size`` documents; None when the files do not fit it.
+
+        The arrays are views over the (verified, usually memory-mapped) file contents, as
+        ``bm25s.BM25.load(..., mmap=True)`` would map them: nothing is copied or written again,
+        so a million-entry index costs no load time and its pages are read as questions need them.
+        """
         import bm25s
+
+        from faq_search.index.columnar import npy_view
 
         index = cls.__new__(cls)
         index._setup(settings, size)
-        if not files:
+        names = {"params.index.json", "vocab.index.json", *(f"{key}.csc.index.npy" for key in _ARRAYS)}
+        if not files or not names <= set(files):
             return None
-        with tempfile.TemporaryDirectory(prefix="faq-search-bm25-") as scratch:
-            for name, data in files.items():
-                if "/" in name or name.startswith("."):
-                    return None
-                (Path(scratch) / name).write_bytes(data)
-            try:
-                index._bm25 = bm25s.BM25.load(scratch, mmap=False, allow_pickle=False)
-            except Exception:  # bm25s raises what numpy and json raise on a file that is not its own
-                return None
-        bm25 = index._bm25
+        try:
+            params = json.loads(bytes(files["params.index.json"]))
+            vocab = json.loads(bytes(files["vocab.index.json"]).decode("utf-8"))
+            arrays = {key: npy_view(files[f"{key}.csc.index.npy"], key) for key in _ARRAYS}
+            num_docs = int(params.pop("num_docs", -1))
+            params.pop("version", None)
+            bm25 = bm25s.BM25(**params)
+        except Exception:  # not bm25s's files (a BundleError from npy_view, JSON or parameter errors)
+            return None
         if (
             getattr(bm25, "method", None) != "lucene"
             or (bm25.k1, bm25.b) != (settings.k1, settings.b)
-            or int(bm25.scores.get("num_docs", -1)) != size
+            or num_docs != size
+            or not isinstance(vocab, dict)
+            or arrays["indptr"].ndim != 1
         ):
             return None
+        bm25.vocab_dict = vocab
+        bm25.scores = {**arrays, "num_docs": num_docs}
+        bm25.nonoccurrence_array = None  # "lucene" scores no absent term
+        index._bm25 = bm25
         return index
 
     def scores(self, queries: Sequence[str]) -> np.ndarray:
@@ -146,7 +164,9 @@ class LexicalIndex:
         bm25 = self._bm25
         if bm25 is None:
             return []
-        return [self._posting(bm25.vocab_dict[t]) for t in tokens if t in bm25.vocab_dict]
+        terms = len(bm25.scores["indptr"]) - 1  # bm25s's vocabulary may hold a term without a column ("")
+        ids = (bm25.vocab_dict.get(t, -1) for t in tokens)
+        return [self._posting(term) for term in ids if 0 <= term < terms]
 
     def _posting(self, term: int) -> Posting:
         """A term's documents (ascending) and per-document scores, views into bm25s's arrays, made once per term."""
