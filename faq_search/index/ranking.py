@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from faq_search.index.confidence import POOL, ConfidenceModel, candidate_pool, features
-from faq_search.index.lexical import LexicalMatches, LexicalScores, best_lexical, only_allowed
+from faq_search.index.lexical_matches import LexicalMatches, LexicalScores, best_lexical, only_allowed
 from faq_search.index.pool_lexical import PoolLexicon
 from faq_search.index.records import Ranked
 from faq_search.index.store import VectorStore

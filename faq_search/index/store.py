@@ -81,7 +81,7 @@ class AnnSettings:
     ivf_probe: int | None = None
     ivf_train_per_list: int = 64
     pq_train_rows: int = 65_536  # ivfpq: at least this many rows (or all) train the codebooks
-    refine_factor: int = 8  # ivfpq: candidates from the codes per row asked for, re-ranked on 8-bit vectors
+    refine_factor: int = 16  # ivfpq: candidates from the codes per row asked for, re-ranked on 8-bit vectors
     pq_probe_share: int = 6  # ivfpq: a 1/pq_probe_share of the cells scanned per query (ivf_probe overrides)
 
     def lists_for(self, rows: int) -> int:

@@ -12,7 +12,8 @@ from faq_search.corpus import FaqEntry, read_faq
 from faq_search.index import files as index_files
 from faq_search.index.confidence import default_model
 from faq_search.index.faq_index import FaqIndex
-from faq_search.index.lexical import HybridSettings, LexicalIndex, analyse, best_lexical, stopword_set
+from faq_search.index.lexical import HybridSettings, LexicalIndex, analyse, stopword_set
+from faq_search.index.lexical_matches import best_lexical
 from faq_search.index.ranking import confident_search
 from tests.conftest import DATA, FakeEncoder
 
