@@ -69,9 +69,10 @@ class AnnSettings:
     benchmarks/bench_ann.py the defaults give HNSW recall@10 0.97 at about a
     millisecond per query, IVF 0.96 at about 7 ms with a build more than ten
     times faster (docs/performance.md). ivfpq: a sixth of the cells and a
-    refine factor of 8, chosen from the recall/latency table in docs/scale.md
-    (fused recall@10 0.97 at 200,000 entries against 0.91 with IVF's twelfth
-    and a factor of 4, at about the same latency).
+    refine factor of 16, chosen from the recall/latency table of
+    benchmarks/bench_scale.py (docs/scale.md): fused recall@10 0.956 at 1M
+    entries against 0.862 with IVF's twelfth and a factor of 4, at about the
+    same latency.
     """
 
     hnsw_m: int = 16
