@@ -141,6 +141,19 @@ def child_load(path: str) -> None:
     print(json.dumps({"load_s": loaded, "rss_mb": rss, "first_ask_s": first, "rss_after_ask_mb": _status("VmRSS")}))
 
 
+def hash_seconds(path: Path) -> float:
+    """Seconds to SHA-256 every file of a bundle as the reader checks them (16 MiB steps; page cache warm)."""
+    import hashlib
+
+    started = time.perf_counter()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest = hashlib.sha256()
+        with file.open("rb") as handle:
+            while chunk := handle.read(1 << 24):
+                digest.update(chunk)
+    return time.perf_counter() - started
+
+
 def _status(key: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -223,6 +236,29 @@ def bundles_section(data: Path, count: int, work: Path, questions: list[str]) ->
     print(
         f"fused recall@10 of ivfpq against flat (exact), 100 questions: {fused_recall(flat, ivfpq, list(mapping)):.3f}"
     )
+    tradeoff(flat, ivfpq, list(mapping))
+
+
+def tradeoff(flat: FaqIndex, ivfpq: FaqIndex, questions: list[str]) -> None:
+    """Fused recall@10 and latency (no question encoding) of ivfpq per nprobe and refine factor."""
+    import faiss
+
+    coarse = faiss.extract_index_ivf(ivfpq.store.index)
+    refine = faiss.downcast_index(ivfpq.store.index)
+    built = (coarse.nprobe, refine.k_factor)
+    exact = [{m.entry.id for m in flat.ask(q, k=10)} for q in questions]
+    lists = coarse.nlist
+    print(f"\nivfpq search settings ({lists} lists; * = the defaults it was built with), {len(questions)} questions:")
+    print(f"{'nprobe':>7} {'refine':>6} {'recall@10':>9} {'p50 ms':>7} {'p99 ms':>7}")
+    for probe in sorted({max(1, lists // 12), max(1, lists // 6), max(1, lists // 3), built[0]}):
+        for factor in (4, 8, 16):
+            coarse.nprobe, refine.k_factor = probe, factor
+            found = [{m.entry.id for m in ivfpq.ask(q, k=10)} for q in questions]
+            recall = float(np.mean([len(a & b) / max(1, len(a)) for a, b in zip(exact, found, strict=True)]))
+            p50, p99 = latency(ivfpq, questions)
+            mark = "*" if (probe, factor) == built else " "
+            print(f"{probe:>6}{mark} {factor:>6} {recall:>9.3f} {p50:>7.1f} {p99:>7.1f}", flush=True)
+    coarse.nprobe, refine.k_factor = built
 
 
 def ray_section(data: Path, count: int, work: Path) -> None:
@@ -276,10 +312,17 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--ray-entries", type=int, default=2_000, help="0 to skip the Ray section")
     parser.add_argument("--child-load", help=argparse.SUPPRESS)
+    parser.add_argument("--hash-only", type=Path, help="print how long checking a bundle's checksums takes, and exit")
     add_data_option(parser)
     args = parser.parse_args()
     if args.child_load:
         child_load(args.child_load)
+        return
+    if args.hash_only:
+        hash_seconds(args.hash_only)  # once to warm the page cache, as a load right after a write finds it
+        seconds = hash_seconds(args.hash_only)
+        megabytes = size_mb(args.hash_only)
+        print(f"SHA-256 of {args.hash_only} ({megabytes:.0f} MB): {seconds:.2f} s, load {os.getloadavg()[0]:.2f}")
         return
     data = require_sets(args.data, SETS)
     print(f"load before: {os.getloadavg()[0]:.2f} (1-min), {os.cpu_count()} CPUs")

@@ -31,8 +31,15 @@ ROWS_DIGEST = "rows/digest.npy"
 ENTRIES_ARROW = "entries.arrow"
 COLUMNAR_FILES = (VECTORS, ROWS_ENTRY, ROWS_FIELD, ENTRIES_ARROW)
 """The files every columnar bundle has besides the manifest (``rows/digest.npy`` too, unless digests are unknown)."""
-MAPPED_FILES = (VECTORS, ROWS_ENTRY, ROWS_FIELD, ROWS_DIGEST, ENTRIES_ARROW)
-"""Files a reader maps into memory instead of reading (after checking them): the large ones."""
+MAPPED_FILES = (
+    VECTORS,
+    ROWS_ENTRY,
+    ROWS_FIELD,
+    ROWS_DIGEST,
+    ENTRIES_ARROW,
+    *(f"lexical/{name}.csc.index.npy" for name in ("data", "indices", "indptr")),
+)
+"""Files a reader maps into memory instead of reading (after checking them): the large ones (BM25's arrays too)."""
 
 LEXICAL_DIR = "lexical"
 ENCODER_DIR = "encoder"

@@ -93,6 +93,8 @@ class ColumnarEntries(LazyColumn, Sequence[FaqEntry]):
         except (pa.ArrowException, KeyError, ValueError) as exc:
             raise BundleError(f"{name} is not a readable entry table ({exc}); rebuild the index") from None
         self._table = table
+        self._batches: list[Any] | None = None  # the table's record batches, listed on first take()
+        self._offsets = np.zeros(1, dtype=np.int64)
         self._data = data  # keeps the mapping alive as long as the columns
 
     def __len__(self) -> int:
@@ -113,6 +115,29 @@ class ColumnarEntries(LazyColumn, Sequence[FaqEntry]):
             raise IndexError("entry position out of range")
         values = {key: column[position].as_py() for key, column in self._columns.items()}
         return _entry(values)
+
+    def take(self, positions: Sequence[int]) -> list[FaqEntry]:
+        """The entries at ``positions``, decoded batch by batch (a pool's hundred candidates at once).
+
+        Each record batch is taken from on its own: ``take`` on the whole table would first join its
+        batches (a copy of every entry).
+        """
+        chosen = np.asarray(positions, dtype=np.int64)
+        if not len(chosen):
+            return []
+        if int(chosen.min()) < 0 or int(chosen.max()) >= len(self):
+            raise IndexError("entry position out of range")
+        if self._batches is None:
+            self._batches = self._table.to_batches()
+            self._offsets = np.cumsum([0] + [batch.num_rows for batch in self._batches])
+        batch_of = np.searchsorted(self._offsets, chosen, side="right") - 1
+        out: list[FaqEntry | None] = [None] * len(chosen)
+        for batch in np.unique(batch_of).tolist():
+            where = np.flatnonzero(batch_of == batch)
+            rows = self._batches[batch].take(chosen[where] - self._offsets[batch]).to_pylist()
+            for at, row in zip(where.tolist(), rows, strict=True):
+                out[at] = _entry(row)
+        return out  # type: ignore[return-value]  # every slot is filled
 
     def __iter__(self) -> Iterator[FaqEntry]:
         for batch in self._table.to_batches(max_chunksize=65_536):

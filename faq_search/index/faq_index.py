@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faq_search.bundle.files import Manifest, read_bundle, write_bundle
+from faq_search.bundle.files import Content, Manifest, read_bundle, write_bundle
 from faq_search.corpus import FaqEntry
 from faq_search.encoding.protocol import Encoder
 from faq_search.encoding.runtime import Runtime
@@ -115,7 +115,7 @@ class FaqIndex:
         self._lock = threading.Lock()
         self._manifest = manifest if isinstance(manifest, IndexManifest) else IndexManifest.from_bundle(manifest)
         self._lexical: LexicalIndex | None = None
-        self._lexical_files: dict[str, bytes] | None = None  # a loaded bundle's BM25 index, read on first use
+        self._lexical_files: dict[str, Content] | None = None  # a loaded bundle's BM25 index, read on first use
         self._dense_layout: DenseLayout | None = None
         self._pool_lexicon: PoolLexicon | None = None  # per-entry tokens for the candidates' own BM25
         if encoder is not None:
@@ -493,7 +493,7 @@ class FaqIndex:
             layout=self._layout() if hybrid and self._manifest.index_type is IndexType.FLAT else None,
             store=self.store,
             lexicon=self.pool_lexicon if hybrid else None,
-            lexical=self.lexical.scores(questions) if hybrid else None,
+            lexical=self.lexical.matches(questions) if hybrid else None,
             allowed=allowed,
         )
 

@@ -49,7 +49,7 @@ class IndexFiles:
     entries: Sequence[FaqEntry]  # a list, or a ColumnarEntries over the mapped file
     store: VectorStore
     row_digests: Sequence[str] | None  # None for bundles written before digests were recorded
-    lexical: dict[str, bytes]  # the BM25 index's files (names inside lexical/), empty without fusion
+    lexical: dict[str, Content]  # the BM25 index's files (names inside lexical/, mapped or read), empty without fusion
     extra: dict[str, bytes]  # every other file (an adapted encoder's), kept through load and save
 
 
@@ -137,7 +137,7 @@ def read_index_files(path: str | Path, manifest: Manifest, files: Mapping[str, C
     ):
         raise BundleError(f"{path}: the text digests in {ROWS} do not match its rows; rebuild the index")
     prefix = f"{LEXICAL_DIR}/"
-    lexical = {name[len(prefix) :]: bytes(data) for name, data in files.items() if name.startswith(prefix)}
+    lexical = {name[len(prefix) :]: data for name, data in files.items() if name.startswith(prefix)}  # not copied
     standard = {*DATA_FILES, *COLUMNAR_FILES, ROWS_DIGEST}
     extra = {name: bytes(data) for name, data in files.items() if name not in standard and not name.startswith(prefix)}
     return IndexFiles(typed, entries, store, digests, lexical, extra)

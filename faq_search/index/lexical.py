@@ -16,6 +16,8 @@ benchmarks (benchmarks/confidence.py) measure the confidence against it.
 
 from __future__ import annotations
 
+import json
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -24,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from faq_search.bundle.files import Content
 from faq_search.errors import InputError
+from faq_search.index.lexical_matches import LexicalBatch, LexicalMatches, Posting
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,9 @@ class HybridSettings:
 LEXICAL_DIR = "lexical"
 """Where a bundle keeps its BM25 index."""
 
+_ARRAYS = ("data", "indices", "indptr")
+"""bm25s's sparse score matrix (CSC: a column of per-document scores per term), one ``.npy`` file each."""
+
 
 class LexicalIndex:
     """BM25 scores of every document for a batch of queries."""
@@ -82,7 +89,9 @@ class LexicalIndex:
         self.size = size
         self._stemmer = _stemmer(settings.language)
         self._stopwords: str | list[str] = "english" if settings.language == "english" else []
+        self._stopword_set = stopword_set(settings.language)
         self._bm25 = None
+        self._posting_cache: dict[int, Posting] = {}
 
     def to_files(self) -> dict[str, bytes]:
         """The built index as bm25s writes it (``.npy`` arrays without pickle, JSON), by file name."""
@@ -93,46 +102,113 @@ class LexicalIndex:
             return {path.name: path.read_bytes() for path in sorted(Path(scratch).iterdir()) if path.is_file()}
 
     @classmethod
-    def from_files(cls, files: Mapping[str, bytes], size: int, settings: HybridSettings) -> LexicalIndex | None:
-        """The index :meth:`to_files` wrote for ``size`` documents; None when the files do not fit it."""
+    def from_files(cls, files: Mapping[str, Content], size: int, settings: HybridSettings) -> LexicalIndex | None:
+        """The index :meth:`to_files` wrote for ``size`` documents; None when the files do not fit it.
+
+        The arrays are views over the (verified, usually memory-mapped) file contents, as
+        ``bm25s.BM25.load(..., mmap=True)`` would map them: nothing is copied or written again,
+        so a million-entry index costs no load time and its pages are read as questions need them.
+        """
         import bm25s
+
+        from faq_search.index.columnar import npy_view
 
         index = cls.__new__(cls)
         index._setup(settings, size)
-        if not files:
+        names = {"params.index.json", "vocab.index.json", *(f"{key}.csc.index.npy" for key in _ARRAYS)}
+        if not files or not names <= set(files):
             return None
-        with tempfile.TemporaryDirectory(prefix="faq-search-bm25-") as scratch:
-            for name, data in files.items():
-                if "/" in name or name.startswith("."):
-                    return None
-                (Path(scratch) / name).write_bytes(data)
-            try:
-                index._bm25 = bm25s.BM25.load(scratch, mmap=False, allow_pickle=False)
-            except Exception:  # bm25s raises what numpy and json raise on a file that is not its own
-                return None
-        bm25 = index._bm25
+        try:
+            params = json.loads(bytes(files["params.index.json"]))
+            vocab = json.loads(bytes(files["vocab.index.json"]).decode("utf-8"))
+            arrays = {key: npy_view(files[f"{key}.csc.index.npy"], key) for key in _ARRAYS}
+            num_docs = int(params.pop("num_docs", -1))
+            params.pop("version", None)
+            bm25 = bm25s.BM25(**params)
+        except Exception:  # not bm25s's files (a BundleError from npy_view, JSON or parameter errors)
+            return None
         if (
             getattr(bm25, "method", None) != "lucene"
             or (bm25.k1, bm25.b) != (settings.k1, settings.b)
-            or int(bm25.scores.get("num_docs", -1)) != size
+            or num_docs != size
+            or not isinstance(vocab, dict)
+            or arrays["indptr"].ndim != 1
         ):
             return None
+        bm25.vocab_dict = vocab
+        bm25.scores = {**arrays, "num_docs": num_docs}
+        bm25.nonoccurrence_array = None  # "lucene" scores no absent term
+        index._bm25 = bm25
         return index
 
     def scores(self, queries: Sequence[str]) -> np.ndarray:
-        """float32 ``[len(queries), documents]``; zero where a query shares no term."""
-        import bm25s
-
-        tokenized = bm25s.tokenize(
-            list(queries), stopwords=self._stopwords, stemmer=self._stemmer, show_progress=False, return_ids=False
+        """float32 ``[len(queries), documents]``; zero where a query shares no term (:meth:`matches`, dense)."""
+        return (
+            np.stack([row.dense() for row in self.matches(queries)])
+            if queries
+            else np.zeros((0, self.size), np.float32)
         )
-        out = np.zeros((len(queries), self.size), dtype=np.float32)
-        if self._bm25 is None:
-            return out
-        for row, tokens in enumerate(tokenized):
-            if tokens:
-                out[row] = self._bm25.get_scores(list(tokens))
-        return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)  # degenerate corpora (k1=0, empty documents)
+
+    def matches(self, queries: Sequence[str]) -> LexicalBatch:
+        """Each query's BM25, read from its terms' posting lists only (what ``ask`` uses).
+
+        The same numbers as :meth:`scores` (bm25s's precomputed per-term scores, added term by
+        term in float32 in the query's token order, as bm25s does), computed for the entries
+        asked about (:meth:`LexicalMatches.at`) and the query's best entries
+        (:meth:`LexicalMatches.best`), with no pass over every document: bm25s's own
+        ``get_scores`` and ``retrieve`` fill and scan an array of the whole FAQ per query.
+        """
+        tokenized = analyse(queries, self._stopword_set, self._stemmer)
+        return LexicalBatch([LexicalMatches(self._postings(tokens), self.size) for tokens in tokenized])
+
+    def _postings(self, tokens: list[str]) -> list[Posting]:
+        bm25 = self._bm25
+        if bm25 is None:
+            return []
+        terms = len(bm25.scores["indptr"]) - 1  # bm25s's vocabulary may hold a term without a column ("")
+        ids = (bm25.vocab_dict.get(t, -1) for t in tokens)
+        return [self._posting(term) for term in ids if 0 <= term < terms]
+
+    def _posting(self, term: int) -> Posting:
+        """A term's documents (ascending) and per-document scores, views into bm25s's arrays, made once per term."""
+        found = self._posting_cache.get(term)
+        if found is None:
+            indptr, indices, data = (self._bm25.scores[key] for key in ("indptr", "indices", "data"))
+            start, end = int(indptr[term]), int(indptr[term + 1])
+            docs, scores = indices[start:end], data[start:end]
+            if len(docs) > 1 and not bool(np.all(docs[1:] > docs[:-1])):  # bm25s writes them sorted; be sure
+                order = np.argsort(docs, kind="stable")
+                docs, scores = docs[order], scores[order]
+            found = Posting(term, docs, scores, float(scores.max(initial=0.0)))
+            self._posting_cache[term] = found
+        return found
+
+
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")  # bm25s's (and scikit-learn's) token pattern
+
+
+def stopword_set(language: str) -> frozenset[str]:
+    """The stop words the index drops: Lucene's English ones (bm25s's list) for English, none otherwise."""
+    if language != "english":
+        return frozenset()
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
+
+
+def analyse(texts: Sequence[str], stopwords: frozenset[str], stemmer: Any) -> list[list[str]]:
+    """Tokens per text exactly as ``bm25s.tokenize(..., return_ids=False)`` makes them, at a fraction of its cost.
+
+    Lower case, bm25s's token pattern, stop words dropped, each distinct word stemmed once
+    (``stemWords``). bm25s's own function rebuilds its stop-word set for every text (about 2 ms
+    per call here), which a question and its hundred candidates paid on every ``ask``.
+    """
+    split = [[t for t in _TOKEN.findall(text.lower()) if t not in stopwords] for text in texts]
+    if stemmer is None:
+        return split
+    unique = list(dict.fromkeys(t for tokens in split for t in tokens))
+    stems = dict(zip(unique, stemmer.stemWords(unique), strict=True))
+    return [[stems[t] for t in tokens] for tokens in split]
 
 
 def _stemmer(language: str) -> Any:

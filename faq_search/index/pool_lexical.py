@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
-from faq_search.index.lexical import entry_document
+from faq_search.index.lexical import analyse, entry_document, stopword_set
 
 if TYPE_CHECKING:
     from faq_search.corpus import FaqEntry
@@ -37,6 +37,10 @@ B = 0.3
 """Length normalisation, lower than Lucene's 0.75: the mean length of a pool moves with what enters it,
 and measured on the shared sets 0.3 ranks as well as 0.75 (MRR@10 within 0.003) while moving fewer
 confidences when the FAQ grows."""
+
+
+TOKENS_KEPT = 200_000
+"""Entries whose tokens are kept between questions; past it the cache starts again (about 200 MB)."""
 
 
 class EntryDocuments(Sequence[str]):
@@ -59,6 +63,12 @@ class EntryDocuments(Sequence[str]):
         entry = self.entries[position]
         return entry_document(entry.questions if self.with_questions else (), entry.answer)
 
+    def take(self, positions: Sequence[int]) -> list[str]:
+        """The documents at ``positions``, decoded together where the entries allow (a columnar table)."""
+        take = getattr(self.entries, "take", None)
+        entries = take(positions) if take is not None else [self.entries[p] for p in positions]
+        return [entry_document(e.questions if self.with_questions else (), e.answer) for e in entries]
+
 
 class PoolLexicon:
     """Stemmed tokens of each FAQ entry's BM25 document, tokenized on first use and kept.
@@ -73,23 +83,17 @@ class PoolLexicon:
         self.entries: object = None
         """What the owner built this from (FaqIndex keeps its entry list here to notice a change)."""
         self._tokens: dict[int, Counter[str]] = {}
-        self._lengths: dict[int, int] = {}
         self._lock = threading.Lock()
         self._stemmer: Any = None
+        self._stopwords = stopword_set(language)
 
     def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
         """Stemmed, stop-word-free tokens per text, as the FAQ-wide index makes them."""
-        import bm25s
-
         if self._stemmer is None and self.language != "none":
             import Stemmer
 
             self._stemmer = Stemmer.Stemmer(self.language)
-        stopwords: str | list[str] = "english" if self.language == "english" else []
-        tokens = bm25s.tokenize(
-            list(texts), stopwords=stopwords, stemmer=self._stemmer, show_progress=False, return_ids=False
-        )
-        return [list(t) for t in tokens]
+        return analyse(texts, self._stopwords, self._stemmer)
 
     def scores(self, question: str, entries: Sequence[int], pool: int) -> np.ndarray:
         """BM25 of ``question`` against each of ``entries`` with the pool's own statistics (float64).
@@ -97,15 +101,21 @@ class PoolLexicon:
         ``pool`` is the candidate count IDF assumes (at least ``len(entries)``): a term found in
         ``df`` candidates weighs ``log(1 + (pool - df + 0.5) / (df + 0.5))``.
         """
-        missing = [e for e in dict.fromkeys(entries) if e not in self._tokens]
+        known = {e: self._tokens.get(e) for e in entries}  # this call's own view: another may clear the cache
+        missing = [e for e, counts in known.items() if counts is None]
         if missing:
-            counted = [Counter(tokens) for tokens in self.tokenize([self.documents[e] for e in missing])]
+            take = getattr(self.documents, "take", None)
+            texts = take(missing) if take is not None else [self.documents[e] for e in missing]
+            counted = [Counter(tokens) for tokens in self.tokenize(texts)]
+            known.update(zip(missing, counted, strict=True))
             with self._lock:
+                if len(self._tokens) + len(missing) > TOKENS_KEPT:  # a large FAQ: memory stays bounded
+                    self._tokens.clear()
                 for entry, counts in zip(missing, counted, strict=True):
                     self._tokens[entry] = counts
-                    self._lengths[entry] = sum(counts.values())
+        documents = [known[e] or Counter() for e in entries]  # every one is known by now
         query_terms = set(self.tokenize([question])[0])
-        return pool_bm25(query_terms, [self._tokens[e] for e in entries], [self._lengths[e] for e in entries], pool)
+        return pool_bm25(query_terms, documents, [d.total() for d in documents], pool)
 
 
 def pool_bm25(terms: set[str], documents: Sequence[Counter[str]], lengths: Sequence[int], pool: int) -> np.ndarray:

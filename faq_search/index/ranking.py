@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from faq_search.index.confidence import POOL, ConfidenceModel, candidate_pool, features
+from faq_search.index.lexical_matches import LexicalMatches, LexicalScores, best_lexical, only_allowed
 from faq_search.index.pool_lexical import PoolLexicon
 from faq_search.index.records import Ranked
 from faq_search.index.store import VectorStore
@@ -118,7 +119,7 @@ def pools(
     layout: DenseLayout | None,
     store: VectorStore,
     lexicon: PoolLexicon | None,
-    lexical: np.ndarray | None = None,
+    lexical: LexicalScores | None = None,
     allowed: np.ndarray | None = None,
 ) -> list[Pool]:
     """Each question's ``size`` best entries by cosine, with the BM25 among them (``lexicon`` None: zeros).
@@ -156,16 +157,12 @@ def pools(
     return out
 
 
-def _lexical_extra(bm25: np.ndarray, entries: np.ndarray) -> np.ndarray:
+def _lexical_extra(bm25: np.ndarray | LexicalMatches, entries: np.ndarray) -> np.ndarray:
     """The best :data:`LEXICAL_POOL` entries by BM25 (score above 0) that ``entries`` lacks, in entry order."""
-    count = min(LEXICAL_POOL, len(bm25))
-    if count <= 0:
-        return np.zeros(0, dtype=np.int64)
-    best = np.argpartition(-bm25, count - 1)[:count]
-    return np.setdiff1d(best[bm25[best] > 0], entries).astype(np.int64)
+    return np.setdiff1d(best_lexical(bm25, LEXICAL_POOL), entries).astype(np.int64)
 
 
-def _joined(entries: np.ndarray, bm25: np.ndarray, dense: np.ndarray) -> np.ndarray:
+def _joined(entries: np.ndarray, bm25: np.ndarray | LexicalMatches, dense: np.ndarray) -> np.ndarray:
     """A flat pool joined by its missing best BM25 entries, best cosine first again (ties: dense ones first)."""
     extra = _lexical_extra(bm25, entries)
     if not len(extra):
@@ -175,7 +172,12 @@ def _joined(entries: np.ndarray, bm25: np.ndarray, dense: np.ndarray) -> np.ndar
 
 
 def _with_lexical(
-    store: VectorStore, vector: np.ndarray, bm25: np.ndarray, entries: np.ndarray, cosine: np.ndarray, rows: np.ndarray
+    store: VectorStore,
+    vector: np.ndarray,
+    bm25: np.ndarray | LexicalMatches,
+    entries: np.ndarray,
+    cosine: np.ndarray,
+    rows: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """An approximate pool joined by the best BM25 entries it lacks, best cosine first again (ties: dense first)."""
     extra = _lexical_extra(bm25, entries)
@@ -204,7 +206,7 @@ def confident_search(
     layout: DenseLayout | None,
     store: VectorStore,
     lexicon: PoolLexicon | None,
-    lexical: np.ndarray | None,
+    lexical: LexicalScores | None,
     allowed: np.ndarray | None = None,
 ) -> list[list[Ranked]]:
     """The ``k`` best entries per question with their confidence (:mod:`.confidence`) as the score.
@@ -223,7 +225,7 @@ def confident_search(
     out: list[list[Ranked]] = []
     union = lexical if lexicon is not None else None  # let strong BM25-only matches in
     if union is not None and allowed is not None:
-        union = np.where(allowed, union, 0.0)  # ... among the filtered entries only
+        union = only_allowed(union, allowed)  # ... among the filtered entries only
     for q, pool in enumerate(pools(vectors, questions, size, layout, store, lexicon, union, allowed)):
         positions, confidences = model.rank(pool.cosine, pool.lexical, k)
         out.append(

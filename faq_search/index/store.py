@@ -68,7 +68,11 @@ class AnnSettings:
     ``ivf_train_per_list`` rows per cell. On the clustered million vectors of
     benchmarks/bench_ann.py the defaults give HNSW recall@10 0.97 at about a
     millisecond per query, IVF 0.96 at about 7 ms with a build more than ten
-    times faster (docs/performance.md).
+    times faster (docs/performance.md). ivfpq: a sixth of the cells and a
+    refine factor of 16, chosen from the recall/latency table of
+    benchmarks/bench_scale.py (docs/scale.md): fused recall@10 0.956 at 1M
+    entries against 0.862 with IVF's twelfth and a factor of 4, at about the
+    same latency.
     """
 
     hnsw_m: int = 16
@@ -78,7 +82,8 @@ class AnnSettings:
     ivf_probe: int | None = None
     ivf_train_per_list: int = 64
     pq_train_rows: int = 65_536  # ivfpq: at least this many rows (or all) train the codebooks
-    refine_factor: int = 4  # ivfpq: candidates from the codes per row asked for, re-ranked on 8-bit vectors
+    refine_factor: int = 16  # ivfpq: candidates from the codes per row asked for, re-ranked on 8-bit vectors
+    pq_probe_share: int = 6  # ivfpq: a 1/pq_probe_share of the cells scanned per query (ivf_probe overrides)
 
     def lists_for(self, rows: int) -> int:
         """IVF cells for ``rows`` vectors: about sqrt(rows), with at least 39 training rows per cell."""
@@ -86,10 +91,16 @@ class AnnSettings:
             return max(1, min(self.ivf_lists, rows))
         return max(1, min(round(math.sqrt(rows)), rows // 39))
 
-    def probe_for(self, lists: int) -> int:
+    def probe_for(self, lists: int, compressed: bool = False) -> int:
+        """Cells scanned per query: ``ivf_probe``, else a twelfth (``ivf``) or a sixth (``ivfpq``), at least 32.
+
+        ivfpq scans more: its codes rank less exactly, so its true neighbours spread over more
+        cells' candidates. Measured by benchmarks/bench_scale.py (fused recall@10 against exact
+        flat search and latency per nprobe and refine factor; docs/scale.md).
+        """
         if self.ivf_probe is not None:
             return max(1, min(self.ivf_probe, lists))
-        return min(lists, max(32, lists // 12))
+        return min(lists, max(32, lists // (self.pq_probe_share if compressed else 12)))
 
 
 def pq_bytes(dimension: int) -> int:
@@ -139,7 +150,7 @@ def _ivfpq(vectors: np.ndarray, settings: AnnSettings) -> faiss.Index:
     index.train(sample)
     for start in range(0, rows, ADD_CHUNK):
         index.add(vectors[start : start + ADD_CHUNK])
-    coarse.nprobe = settings.probe_for(lists)
+    coarse.nprobe = settings.probe_for(lists, compressed=True)
     index.k_factor = settings.refine_factor
     return index
 
@@ -355,10 +366,26 @@ class VectorStore:
 
     @staticmethod
     def index_from_bytes(data: bytes | mmap.mmap) -> faiss.Index:
+        """The FAISS index in ``data`` (FAISS's file format), read in 16 MiB steps.
+
+        ``faiss.deserialize_index`` first copies the whole file into a FAISS byte vector and then
+        reads the index out of that copy: twice the index in memory at the peak, and a second
+        pass. Reading through a callback copies each step once, straight into the index.
+        """
         import faiss
-        import numpy as np
+
+        view = memoryview(data)
+        position = 0
+
+        def read(size: int) -> bytes:
+            nonlocal position
+            chunk = bytes(view[position : position + size])
+            position += len(chunk)
+            return chunk
 
         try:
-            return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+            return faiss.read_index(faiss.PyCallbackIOReader(read, 1 << 24))  # type: ignore[attr-defined]
         except RuntimeError as exc:
             raise BundleError(f"the FAISS index cannot be read ({str(exc).splitlines()[0]}); rebuild it") from None
+        finally:
+            view.release()
