@@ -1,7 +1,7 @@
 """``GET /gaps`` and ``GET /indexes/{name}/gaps``: the gaps report of a logging server, for the agent page.
 
 Only a server started with ``--log`` has these routes (like ``/feedback``);
-the search page shows its "Gaps" view only when they answer. A request
+the search page shows its "Gaps" view only when the OpenAPI schema lists them. A request
 reads the newest ``limit`` logged questions of that index (at most
 :data:`MAX_READ`: the report is bounded whatever the log's size), from
 ``since`` on, and clusters its gap questions as ``faq-search gaps`` does

@@ -68,7 +68,7 @@ def test_without_log_there_are_no_gaps_routes(tmp_path: Path) -> None:
         assert not any(path.endswith("/gaps") for path in paths)
         page, script = client.get("/").text, client.get("/static/app.js").text
     assert 'id="gaps-view"' in page and 'id="views" role="tablist" aria-label="Views" hidden' in page
-    assert "probeGaps" in script and "/gaps" in script  # the view shows only when the probe answers
+    assert "probeGaps" in script and "/indexes/{name}/gaps" in script  # shown when the schema lists the route
 
 
 @contextmanager

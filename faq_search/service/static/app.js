@@ -213,14 +213,19 @@
     return `${base}?${new URLSearchParams(query)}`;
   }
 
+  let hasGaps = null; // whether the server publishes the gaps routes (only with --log)
+
   async function probeGaps() {
-    try {
-      await call(gapsPath({ top: "0", limit: "1" })); // counts only: 404 when the server keeps no log
-      $("views").hidden = false;
-    } catch (_) {
-      $("views").hidden = true;
-      showView("search");
+    if (hasGaps === null) {
+      try {
+        const schema = await call("/openapi.json"); // public, and lists /indexes/{name}/gaps only with a log
+        hasGaps = Boolean(schema.paths && schema.paths["/indexes/{name}/gaps"]);
+      } catch (_) {
+        hasGaps = false;
+      }
     }
+    $("views").hidden = !hasGaps;
+    if (!hasGaps) showView("search");
   }
 
   function showView(name) {
