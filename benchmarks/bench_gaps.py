@@ -52,7 +52,8 @@ sys.path.insert(0, str(REPO))
 from benchmarks.bench_serve import CLI, Server, run_load  # noqa: E402
 from faq_search.index.faq_index import FaqIndex  # noqa: E402
 from faq_search.traffic.gaps import GapsReport, find_gaps  # noqa: E402
-from faq_search.traffic.settings import DEFAULT_SIMILARITY, Clustering  # noqa: E402
+from faq_search.traffic.settings import DEFAULT_SIMILARITY, Clustering, Ranking, TopicEncoder  # noqa: E402
+from faq_search.traffic.topics import topic_space  # noqa: E402
 
 TOP = 10
 
@@ -165,18 +166,22 @@ def gaps_for_set(args: argparse.Namespace, name: str, count: int, workdir: Path)
         replayed = asyncio.run(replay(index_dir, data.queries, log, args.clients, folder))
     index = FaqIndex.load(index_dir)
     rows = []
-    for similarity in args.similarity:
+    for encoder in args.encoder:
         started = time.perf_counter()
-        report = find_gaps(log, index, similarity=similarity)
-        rows.append({"method": "agglomerative", "similarity": similarity, "seconds": time.perf_counter() - started,
-                     "gap_questions": report.gap_questions, "topics": len(report.clusters),
-                     **coverage(report, data.removed)})  # fmt: skip
-    started = time.perf_counter()
-    report = find_gaps(log, index, method=Clustering.KMEANS)
-    rows.append({"method": "kmeans", "similarity": None, "seconds": time.perf_counter() - started,
-                 "gap_questions": report.gap_questions, "topics": len(report.clusters),
-                 **coverage(report, data.removed)})  # fmt: skip
-    return {"set": name, "entries_removed": count, "faq_rows_kept": len(data.rows), "queries": len(data.queries),
+        space = topic_space(index, encoder)
+        space_s = time.perf_counter() - started
+        variants = [(Clustering.AGGLOMERATIVE, s, r) for s in args.similarity for r in args.ranking]
+        variants += [(Clustering.KMEANS, None, r) for r in args.ranking]
+        for method, similarity, ranking in variants:
+            started = time.perf_counter()
+            report = find_gaps(log, index, similarity=similarity or DEFAULT_SIMILARITY, method=method,
+                               ranking=ranking, space=space)  # fmt: skip
+            rows.append({"encoder": encoder.value, "method": method.value, "similarity": similarity,
+                         "ranking": ranking.value, "seconds": space_s + time.perf_counter() - started,
+                         "gap_questions": report.gap_questions, "topics": len(report.clusters),
+                         **coverage(report, data.removed)})  # fmt: skip
+    return {"set": name, "entries_removed": count, "seed": args.seed, "faq_rows_kept": len(data.rows),
+            "queries": len(data.queries),
             "index_seconds": round(built_s, 1), "replay": replayed, "logged": report.logged, "runs": rows,
             "load_average": os.getloadavg()[0]}  # fmt: skip
 
@@ -188,10 +193,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def overhead(args: argparse.Namespace, index: Path, texts: list[str], workdir: Path) -> list[dict[str, Any]]:
-    """Alternating runs with and without ``--log``: throughput and p50 of each."""
+    """Alternating runs with and without ``--log`` (which goes first alternates too): throughput, CPU, p50, p99.
+
+    Each round is a pair run back to back, so the machine's drift (other
+    jobs) hits both alike; the report compares the pairs' ratios.
+    """
     runs = []
     for repeat in range(args.repeat):
-        for mode in ("no log", "log"):
+        for mode in ("no log", "log") if repeat % 2 == 0 else ("log", "no log"):
             extra = ["--log", str(workdir / f"overhead-{repeat}.db")] if mode == "log" else []
             server = Server(index, batching=True, log=workdir / f"server-{mode}-{repeat}.log", extra=extra)
             try:
@@ -213,17 +222,23 @@ async def overhead(args: argparse.Namespace, index: Path, texts: list[str], work
 def print_report(sets: list[dict[str, Any]], runs: list[dict[str, Any]]) -> None:
     for item in sets:
         replay = item["replay"]
-        print(f"\n## {item['set']}: {item['entries_removed']} entries removed ({item['faq_rows_kept']} FAQ rows "
-              f"kept), {item['queries']} queries replayed in {replay['seconds']} s ({replay['failed']} failed), "
+        replayed = (
+            "replayed earlier (index and log reused from --workdir)" if replay.get("reused")
+            else f"replayed in {replay['seconds']} s ({replay['failed']} failed)"
+        )  # fmt: skip
+        print(f"\n## {item['set']}: {item['entries_removed']} entries removed (seed {item['seed']}, "
+              f"{item['faq_rows_kept']} FAQ rows kept), {item['queries']} queries {replayed}, "
               f"load {item['load_average']:.1f}\n")  # fmt: skip
         print(
-            "| clustering | similarity | gap questions | topics | removed covered by a top-10 topic "
-            "| top-10 topics about a removed entry | removed queries found as gaps | seconds |"
+            "| encoder | clustering | similarity | ranking | gap questions | topics "
+            "| removed covered by a top-10 topic | top-10 topics about a removed entry | removed queries found as gaps "
+            "| seconds |"
         )
-        print("|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for r in item["runs"]:
             similarity = "" if r["similarity"] is None else f"{r['similarity']:g}"
-            print(f"| {r['method']} | {similarity} | {r['gap_questions']} | {r['topics']} "
+            print(f"| {r['encoder']} | {r['method']} | {similarity} | {r['ranking']} | {r['gap_questions']} "
+                  f"| {r['topics']} "
                   f"| **{r['covered']} / {r['removed']}** | {r['top_topics_about_removed']} / {TOP} "
                   f"| {r['removed_queries_found_as_gaps']} / {r['removed_queries']} "
                   f"| {r['seconds']:.1f} |")  # fmt: skip
@@ -237,10 +252,17 @@ def print_report(sets: list[dict[str, Any]], runs: list[dict[str, Any]]) -> None
         modes = ("no log", "log")
         rps = {m: statistics.median(r["throughput_rps"] for r in runs if r["mode"] == m) for m in modes}
         cpu = {m: statistics.median(r["server_cpu_ms_per_request"] for r in runs if r["mode"] == m) for m in modes}
+        pairs = [{r["mode"]: r for r in runs if r["repeat"] == n} for n in sorted({r["repeat"] for r in runs})]
+        ratios = [p["log"]["throughput_rps"] / p["no log"]["throughput_rps"] for p in pairs if len(p) == 2]
         print(
             f"\nMedian throughput: {rps['no log']:.1f} req/s without the log, {rps['log']:.1f} with it "
             f"({1 - rps['log'] / rps['no log']:+.1%} cost). Median server CPU per request: "
             f"{cpu['no log']:.2f} ms without, {cpu['log']:.2f} ms with ({cpu['log'] / cpu['no log'] - 1:+.1%})."
+        )
+        print(
+            "Throughput with the log / without it, per round: "
+            + ", ".join(f"{r:.3f}" for r in ratios)
+            + f"; median {statistics.median(ratios):.3f} (a cost of {1 - statistics.median(ratios):+.1%})."
         )
 
 
@@ -250,6 +272,8 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=["stackfaq:10", "covidfaq_jhu:5"], help="name:entries to remove")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--similarity", type=float, nargs="+", default=[DEFAULT_SIMILARITY])
+    parser.add_argument("--encoder", type=TopicEncoder, nargs="+", default=list(TopicEncoder), help="topic encoders")
+    parser.add_argument("--ranking", type=Ranking, nargs="+", default=list(Ranking), help="topic rankings")
     parser.add_argument(
         "--calibrate",
         action=argparse.BooleanOptionalAction,

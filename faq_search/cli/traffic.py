@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from faq_search.cli.options import DEFAULT_INDEX, AnswerColumn, IdColumn, IndexDir, JsonFlag, QuestionColumns
-from faq_search.traffic.settings import DEFAULT_MIN_SCORE, DEFAULT_SIMILARITY, Clustering
+from faq_search.traffic.settings import DEFAULT_MIN_SCORE, DEFAULT_SIMILARITY, Clustering, Ranking, TopicEncoder
 
 if TYPE_CHECKING:
     from faq_search.traffic.gaps import GapsReport
@@ -42,7 +42,15 @@ def gaps(
     clusters: Annotated[
         int | None, typer.Option(min=1, help="kmeans: how many topics (default: one per 5 questions).")
     ] = None,
-    top: Annotated[int, typer.Option(min=1, help="How many topics to report, largest first.")] = 20,
+    top: Annotated[int, typer.Option(min=1, help="How many topics to report, most needed first.")] = 20,
+    rank: Annotated[
+        Ranking,
+        typer.Option(help="novelty: volume times distance from every FAQ question (missing topics first); volume."),
+    ] = Ranking.NOVELTY,
+    encoder: Annotated[
+        TopicEncoder,
+        typer.Option(help="sentence: the bundle's model at its last layer (needs torch); index: the index's own."),
+    ] = TopicEncoder.SENTENCE,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write the topics to this CSV file.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -59,6 +67,7 @@ def gaps(
     report = find_gaps(
         existing_log(log), FaqIndex.load(index_dir), since=since_s, min_score=min_score,
         similarity=DEFAULT_SIMILARITY if similarity is None else similarity, method=method, clusters=clusters, top=top,
+        ranking=rank, encoder=encoder,
     )  # fmt: skip
     if csv_out is not None:
         write_csv(report, csv_out)
@@ -86,7 +95,10 @@ def gaps_text(report: GapsReport) -> str:
             if c.closest_id
             else "no close entry"
         )
-        lines.append(f"{c.rank:>3}. {c.volume} asked ({c.distinct} distinct, {c.unhelpful} unhelpful); {closest}")
+        lines.append(
+            f"{c.rank:>3}. {c.volume} asked ({c.distinct} distinct, {c.unhelpful} unhelpful), novelty {c.novelty:.2f}; "
+            f"{closest}"
+        )
         lines += [f"       - {question}" for question in c.representatives]
     if not report.clusters:
         lines.append("No gaps: every logged question got a confident answer.")

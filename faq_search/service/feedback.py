@@ -9,7 +9,9 @@ same API as before. With it:
   the index generation), and its answer carries the ``question_id`` the log
   keeps it under;
 - ``POST /feedback`` with that id records whether the answer helped, and
-  optionally which entry the customer chose.
+  optionally which entry the customer chose;
+- ``GET /gaps`` and ``/indexes/{name}/gaps`` report the topics it could not
+  answer (:mod:`~faq_search.service.gaps`).
 
 The route handlers never touch the disk: records go to a
 :class:`~faq_search.traffic.writer.LogWriter` thread that commits whatever
@@ -91,6 +93,9 @@ def install(app: FastAPI, config: ServeConfig, with_token: bool) -> None:
         tags=["search"],
         responses={404: {"description": "No logged question has this id."}},
     )
+    from faq_search.service import gaps
+
+    gaps.install(app, bearer, config.single is not None)
 
 
 def log_answers(

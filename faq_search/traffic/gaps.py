@@ -5,11 +5,16 @@ threshold (the one the server applied, or ``min_score``: confidences are
 probabilities, so 0.5 by default), when it got no match at all, or when a
 customer marked its answer unhelpful. Repeats of the same question (case and
 spacing aside) count once per asking. The distinct gap questions are
-embedded with the bundle's own encoder and clustered
-(:mod:`faq_search.traffic.cluster`); each topic is reported with its volume,
-its most central questions, and the existing entry closest to it (the entry
-the index returns for its most central question, with that confidence): an
-FAQ author either writes a new entry or rewords that one.
+embedded (:mod:`faq_search.traffic.topics`: by default the bundle's model
+at its last layer) and clustered (:mod:`faq_search.traffic.cluster`). Topics
+are ranked by volume times *novelty* (how far the topic's centre is from
+every question the FAQ has): questions that were only answered with low
+confidence gather next to the entry that answers them and rank below a
+topic of the same volume that the FAQ lacks; ``rank=Ranking.VOLUME`` ranks
+by volume alone. Each topic is reported with its volume, novelty, its most
+central questions, and the existing entry closest to it (the entry the index
+returns for its most central question, with that confidence): an FAQ author
+either writes a new entry or rewords that one.
 
 What it is not: a classifier of intent. Topics are only as good as the
 encoder's notion of similar questions; read the representatives.
@@ -31,7 +36,8 @@ import numpy as np
 from faq_search.errors import InputError
 from faq_search.traffic.cluster import agglomerate, kmeans, relabel_by_weight
 from faq_search.traffic.log import Feedback, QuestionLog, QuestionRecord, existing_log
-from faq_search.traffic.settings import DEFAULT_MIN_SCORE, DEFAULT_SIMILARITY, Clustering
+from faq_search.traffic.settings import DEFAULT_MIN_SCORE, DEFAULT_SIMILARITY, Clustering, Ranking, TopicEncoder
+from faq_search.traffic.topics import TopicSpace, topic_space
 
 if TYPE_CHECKING:
     from faq_search.index.faq_index import FaqIndex
@@ -64,6 +70,7 @@ class GapCluster:
     closest_id: str | None
     closest_question: str | None
     closest_score: float | None  # the confidence the index gives that entry for the most central question
+    novelty: float = 1.0  # 1 - cosine of the topic's centre to the closest FAQ question
     questions: tuple[str, ...] = field(default=(), repr=False)  # every distinct question, most central first
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,6 +82,7 @@ class GapCluster:
             "unhelpful": self.unhelpful,
             "representatives": list(self.representatives),
             "closest": {"id": self.closest_id, "question": self.closest_question, "score": self.closest_score},
+            "novelty": self.novelty,
             "questions": list(self.questions),
         }
 
@@ -90,6 +98,8 @@ class GapsReport:
     similarity: float
     method: str
     clusters: tuple[GapCluster, ...]
+    ranking: str = Ranking.NOVELTY.value
+    encoder: str = TopicEncoder.SENTENCE.value
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +109,8 @@ class GapsReport:
             "min_score": self.min_score,
             "similarity": self.similarity,
             "method": self.method,
+            "ranking": self.ranking,
+            "encoder": self.encoder,
             "clusters": [c.to_dict() for c in self.clusters],
         }
 
@@ -156,38 +168,71 @@ def find_gaps(
     method: Clustering = Clustering.AGGLOMERATIVE,
     clusters: int | None = None,
     top: int | None = None,
+    ranking: Ranking = Ranking.NOVELTY,
+    encoder: TopicEncoder = TopicEncoder.SENTENCE,
+    space: TopicSpace | None = None,
+    limit: int | None = None,
+    index_name: str | None = None,
 ) -> GapsReport:
-    """``faq-search gaps``: the gap questions of a log, clustered with ``index``'s encoder, by volume.
+    """``faq-search gaps``: the gap questions of a log, clustered and ranked (see the module docstring).
 
     ``method=Clustering.KMEANS`` uses FAISS k-means with ``clusters`` topics (default:
-    one per 5 distinct questions) instead of a similarity threshold.
+    one per 5 distinct questions) instead of a similarity threshold. ``space``: a
+    :class:`TopicSpace` already built for ``index`` (the server keeps one per
+    index generation), else one is built with ``encoder``. ``limit`` reads only
+    the newest questions; ``index_name`` only those logged for that index.
+    ``top=0`` counts the gaps without clustering them (nothing is encoded).
     """
     if not 0.0 < similarity <= 1.0:
         raise InputError(f"--similarity {similarity} must be in (0, 1]")
-    method = Clustering(method)
     opened = log if isinstance(log, QuestionLog) else QuestionLog(existing_log(log))
     try:
-        records = opened.questions(since)
+        records = opened.questions(since, limit=limit, index=index_name)
         feedback = opened.feedback()
     finally:
         if opened is not log:
             opened.close()
+    return gaps_report(
+        records, feedback, index, min_score=min_score, similarity=similarity, method=method, clusters=clusters,
+        top=top, ranking=ranking, space=space or (topic_space(index, encoder) if records and top != 0 else None),
+    )  # fmt: skip
+
+
+def gaps_report(
+    records: Sequence[QuestionRecord],
+    feedback: Sequence[Feedback],
+    index: FaqIndex,
+    *,
+    space: TopicSpace | None,
+    min_score: float | None = None,
+    similarity: float = DEFAULT_SIMILARITY,
+    method: Clustering = Clustering.AGGLOMERATIVE,
+    clusters: int | None = None,
+    top: int | None = None,
+    ranking: Ranking = Ranking.NOVELTY,
+) -> GapsReport:
+    """The report on records already read: gap questions, embedded in ``space``, clustered, ranked."""
+    method, ranking = Clustering(method), Ranking(ranking)
     gaps = gap_questions(records, feedback, min_score)
-    report = GapsReport(len(records), sum(g.asked for g in gaps), len(gaps), min_score, similarity, method.value, ())
-    if not gaps:
+    report = GapsReport(
+        len(records), sum(g.asked for g in gaps), len(gaps), min_score, similarity, method.value, (), ranking.value,
+        (space.kind if space is not None else TopicEncoder.SENTENCE).value,
+    )  # fmt: skip
+    if not gaps or space is None:
         return report
-    vectors = centred(np.asarray(index.encoder.encode([g.text for g in gaps]), dtype=np.float32), index)
+    vectors = space.embed([g.text for g in gaps])
     weights = [g.asked for g in gaps]
     if method is Clustering.KMEANS:
         labels = relabel_by_weight(kmeans(vectors, clusters or max(1, math.ceil(len(gaps) / 5))), weights)
     else:
         labels = agglomerate(vectors, weights, similarity)
-    count = int(labels.max()) + 1
-    count = count if top is None else min(top, count)
     found = [
-        _cluster(rank + 1, [gaps[i] for i in np.flatnonzero(labels == rank)], vectors[labels == rank])
-        for rank in range(count)
+        _cluster([gaps[i] for i in np.flatnonzero(labels == number)], vectors[labels == number], space)
+        for number in range(int(labels.max()) + 1)
     ]
+    if ranking is Ranking.NOVELTY:
+        found.sort(key=lambda c: -c.volume * c.novelty)  # stable: equal keys keep the heavier first
+    found = [dataclasses.replace(c, rank=rank) for rank, c in enumerate(found[:top], start=1)]
     closest = index.ask_batch([c.representatives[0] for c in found], k=1, min_score=-math.inf)
     found = [
         _with_closest(cluster, matches[0] if matches else None) for cluster, matches in zip(found, closest, strict=True)
@@ -195,29 +240,15 @@ def find_gaps(
     return dataclasses.replace(report, clusters=tuple(found))
 
 
-def centred(vectors: np.ndarray, index: FaqIndex) -> np.ndarray:
-    """Unit vectors of ``vectors`` less the mean of the FAQ's stored vectors (of ``vectors``, for an ANN index).
-
-    BERT mean-pooled vectors share one large common direction, so any two
-    questions of a domain have a high cosine; measured from the FAQ's own
-    centre, cosine tells topics apart far better (benchmarks/bench_gaps.py).
-    """
-    stored = index.stored_vectors()
-    centre = (stored if stored is not None and len(stored) else vectors).mean(axis=0)
-    moved = vectors - centre
-    norms = np.linalg.norm(moved, axis=1, keepdims=True)
-    return (moved / np.where(norms > 0, norms, 1.0)).astype(np.float32)
-
-
-def _cluster(rank: int, members: list[GapQuestion], vectors: np.ndarray) -> GapCluster:
-    """A cluster's record with its members ordered by closeness to its centroid (weighted by askings)."""
+def _cluster(members: list[GapQuestion], vectors: np.ndarray, space: TopicSpace) -> GapCluster:
+    """A cluster's record (rank 0: not ranked yet) with its members ordered by closeness to its centroid."""
     weights = np.array([m.asked for m in members], dtype=np.float32)
     centroid = (vectors * weights[:, None]).sum(axis=0)
     centroid /= np.linalg.norm(centroid) or 1.0
     order = np.argsort(-(vectors @ centroid), kind="stable")
     ordered = [members[i].text for i in order]
     return GapCluster(
-        rank=rank,
+        rank=0,
         volume=int(weights.sum()),
         distinct=len(members),
         unanswered=sum(m.unanswered for m in members),
@@ -226,6 +257,7 @@ def _cluster(rank: int, members: list[GapQuestion], vectors: np.ndarray) -> GapC
         closest_id=None,
         closest_question=None,
         closest_score=None,
+        novelty=round(float(space.novelty(centroid[None, :])[0]), 4),
         questions=tuple(ordered),
     )
 
@@ -247,12 +279,12 @@ def write_csv(report: GapsReport, path: str | Path) -> Path:
     with out.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(
-            ["rank", "volume", "distinct", "unanswered", "unhelpful", "representatives", "closest_id",
+            ["rank", "volume", "distinct", "unanswered", "unhelpful", "novelty", "representatives", "closest_id",
              "closest_question", "closest_score", "questions"]
         )  # fmt: skip
         for c in report.clusters:
             writer.writerow(
-                [c.rank, c.volume, c.distinct, c.unanswered, c.unhelpful, " | ".join(c.representatives),
+                [c.rank, c.volume, c.distinct, c.unanswered, c.unhelpful, c.novelty, " | ".join(c.representatives),
                  c.closest_id or "", c.closest_question or "", "" if c.closest_score is None else c.closest_score,
                  " | ".join(c.questions)]
             )  # fmt: skip

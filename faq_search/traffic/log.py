@@ -262,14 +262,27 @@ class QuestionLog:
 
     # -- reading ------------------------------------------------------------
 
-    def questions(self, since: float | None = None) -> list[QuestionRecord]:
-        """Every logged question (asked at or after ``since``, Unix seconds), oldest first."""
+    def questions(
+        self, since: float | None = None, *, limit: int | None = None, index: str | None = None
+    ) -> list[QuestionRecord]:
+        """Logged questions (asked at or after ``since``, Unix seconds), oldest first.
+
+        ``limit``: only the newest ``limit`` of them (a bound on what a report
+        reads from a large log); ``index``: only those logged for that index.
+        """
+        where = "asked_at >= ?"
+        params: list[float | str | int] = [since if since is not None else float("-inf")]
+        if index is not None:
+            where, params = where + " AND index_name = ?", [*params, index]
         query = (
             "SELECT id, asked_at, question, answered, matches, latency_ms, generation, index_name, min_score "
-            "FROM questions WHERE asked_at >= ? ORDER BY asked_at, id"
+            f"FROM questions WHERE {where} ORDER BY asked_at DESC, id DESC"
         )
+        if limit is not None:
+            query, params = query + " LIMIT ?", [*params, int(limit)]
         with self._lock:
-            rows = self._db.execute(query, (since if since is not None else float("-inf"),)).fetchall()
+            rows = self._db.execute(query, params).fetchall()
+        rows.reverse()
         return [
             QuestionRecord(
                 id=row[0],

@@ -7,7 +7,7 @@ from enum import Enum
 DEFAULT_MIN_SCORE = 0.5
 """A logged question is a gap below this confidence when the server applied no threshold (scores are probabilities)."""
 DEFAULT_SIMILARITY = 0.5
-"""Mean cosine (the bundle's encoder, measured from the FAQ's centre) at which two groups of gap questions
+"""Mean cosine (the topic encoder's, measured from the FAQ's centre) at which two groups of gap questions
 count as one topic; chosen on benchmarks/bench_gaps.py (see docs/gaps.md)."""
 
 
@@ -16,3 +16,17 @@ class Clustering(str, Enum):
 
     AGGLOMERATIVE = "agglomerative"
     KMEANS = "kmeans"
+
+
+class TopicEncoder(str, Enum):
+    """What embeds gap questions: the bundle's model at its last layer (a sentence encoder), or the index's own."""
+
+    SENTENCE = "sentence"
+    INDEX = "index"
+
+
+class Ranking(str, Enum):
+    """How topics are ordered: by volume times novelty (how far from every FAQ question), or by volume alone."""
+
+    NOVELTY = "novelty"
+    VOLUME = "volume"

@@ -39,6 +39,11 @@ class _Stop:
     pass
 
 
+@dataclass
+class _Flush:
+    done: Future[None]
+
+
 class LogWriter:
     """A question log written on its own thread; ``submit`` never blocks."""
 
@@ -46,7 +51,9 @@ class LogWriter:
         self.log = question_log
         self.written = 0
         self.dropped = 0
-        self._queue: queue.Queue[QuestionRecord | tuple[Feedback, Future[str | None]] | _Stop] = queue.Queue(max_queue)
+        self._queue: queue.Queue[QuestionRecord | tuple[Feedback, Future[str | None]] | _Stop | _Flush] = queue.Queue(
+            max_queue
+        )
         self._thread = threading.Thread(target=self._run, name="faq-question-log", daemon=True)
         self._thread.start()
 
@@ -63,6 +70,12 @@ class LogWriter:
         self._queue.put((item, done))
         return done
 
+    def flush(self, timeout_s: float = 10.0) -> None:
+        """Wait (from a worker thread, never the event loop) until what was queued before this call is written."""
+        done: Future[None] = Future()
+        self._queue.put(_Flush(done))
+        done.result(timeout_s)
+
     def close(self, timeout_s: float = 10.0) -> None:
         """Write what is queued, stop the thread and close the log."""
         self._queue.put(_Stop())
@@ -73,7 +86,7 @@ class LogWriter:
         stopping = False
         while not stopping:
             items = [self._queue.get()]
-            if not isinstance(items[0], _Stop):
+            if not isinstance(items[0], _Stop | _Flush):
                 time.sleep(GATHER_S)
             while len(items) < MAX_BATCH:
                 try:
@@ -94,3 +107,6 @@ class LogWriter:
                 for _, done in feedback:
                     if not done.done():
                         done.set_exception(exc)
+            for item in items:
+                if isinstance(item, _Flush):
+                    item.done.set_result(None)

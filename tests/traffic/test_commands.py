@@ -12,7 +12,19 @@ from faq_search.cli.app import app as cli
 from tests.conftest import REPO
 
 OPTIONS = {
-    "gaps": ["--index", "--since", "--min-score", "--similarity", "--method", "--clusters", "--top", "--csv", "--json"],
+    "gaps": [
+        "--index",
+        "--since",
+        "--min-score",
+        "--similarity",
+        "--method",
+        "--clusters",
+        "--top",
+        "--rank",
+        "--encoder",
+        "--csv",
+        "--json",
+    ],
     "lint": ["--index", "--similarity", "--max-question-chars", "--max-answer-chars", "--json"],
     "serve": ["--log", "--no-redact", "--retention-days"],
     "calibrate": ["--feedback"],

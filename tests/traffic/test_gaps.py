@@ -17,7 +17,7 @@ from faq_search.index.faq_index import FaqIndex
 from faq_search.traffic import cluster
 from faq_search.traffic.gaps import find_gaps, gap_questions, parse_since
 from faq_search.traffic.log import Feedback, LoggedMatch, QuestionLog, QuestionRecord, new_question_id
-from faq_search.traffic.settings import Clustering
+from faq_search.traffic.settings import Clustering, Ranking, TopicEncoder
 from tests.traffic.conftest import RENTALS, SKI_WAX
 
 
@@ -86,7 +86,11 @@ def test_planted_topics_come_first_with_their_closest_entry(planted_log: Path, s
     skis = next(c for c in report.clusters if SKI_WAX[0] in c.questions)
     assert set(SKI_WAX) <= set(skis.questions) and skis.rank <= 3
     assert any("my discount code does not work" in c.questions and c.unhelpful == 1 for c in report.clusters)
-    assert [c.volume for c in report.clusters] == sorted((c.volume for c in report.clusters), reverse=True)
+    needed = [c.volume * c.novelty for c in report.clusters]  # the ranking: volume times novelty
+    assert needed == sorted(needed, reverse=True) and report.ranking == "novelty" and report.encoder == "sentence"
+    by_volume = find_gaps(planted_log, sample_index, ranking=Ranking.VOLUME, encoder=TopicEncoder.INDEX)
+    assert [c.volume for c in by_volume.clusters] == sorted((c.volume for c in by_volume.clusters), reverse=True)
+    assert by_volume.encoder == "index" and by_volume.gap_questions == report.gap_questions
     assert report.logged == len(RENTALS) + len(SKI_WAX) + 60 + 1
     kmeans = find_gaps(planted_log, sample_index, method=Clustering.KMEANS, clusters=4, top=2)
     assert len(kmeans.clusters) == 2 and kmeans.method == "kmeans" and kmeans.gap_questions == report.gap_questions
@@ -110,6 +114,31 @@ def test_gaps_command_prints_json_and_writes_csv(tmp_path: Path, planted_log: Pa
     future = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 2 * 86400))
     later = CliRunner().invoke(cli, ["gaps", str(planted_log), "-i", str(sample_bundle), "--since", future])
     assert later.exit_code == 0 and "No gaps" in later.output
+
+
+def test_novelty_puts_a_topic_the_faq_lacks_above_one_it_answers_weakly() -> None:
+    """Two topics of equal volume: the one beside an FAQ question ranks below the one away from all of them."""
+    from faq_search.traffic.gaps import gaps_report
+    from faq_search.traffic.topics import TopicSpace
+
+    class Axes:  # "near ..." questions point along x (where the FAQ's question is), "new ..." along y
+        dimension = 2
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            return np.array([[1.0, 0.05 * i] if t.startswith("near") else [0.05 * i, 1.0] for i, t in enumerate(texts)])
+
+    class Index:
+        def ask_batch(self, questions: list[str], k: int, min_score: float) -> list[list[object]]:
+            return [[] for _ in questions]
+
+    space = TopicSpace(Axes(), np.zeros(2, np.float32), np.array([[1.0, 0.0]], np.float32))  # type: ignore[arg-type]
+    records = [logged(f"near {i}", 0.2) for i in range(3)] + [logged(f"new {i}", 0.2) for i in range(3)]
+    args = {"space": space, "similarity": 0.9, "min_score": 0.5}
+    novel = gaps_report(records, [], Index(), **args)  # type: ignore[arg-type]
+    assert [c.representatives[0].split()[0] for c in novel.clusters] == ["new", "near"]
+    assert novel.clusters[0].novelty > 0.7 > 0.1 > novel.clusters[1].novelty
+    plain = gaps_report(records, [], Index(), ranking=Ranking.VOLUME, **args)  # type: ignore[arg-type]
+    assert [c.representatives[0].split()[0] for c in plain.clusters] == ["near", "new"]  # equal volume: first asked
 
 
 def test_gaps_errors_are_one_line(tmp_path: Path) -> None:

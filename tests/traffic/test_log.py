@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -113,6 +114,26 @@ def test_since_reads_only_newer_questions(tmp_path: Path) -> None:
     with QuestionLog(tmp_path / "log.db") as log:
         log.write([record("monday", 1000.0), record("tuesday", 2000.0)])
         assert [q.question for q in log.questions(since=1500.0)] == ["tuesday"]
+
+
+def test_a_limit_reads_the_newest_questions_and_an_index_only_its_own(tmp_path: Path) -> None:
+    with QuestionLog(tmp_path / "log.db") as log:
+        days = [dataclasses.replace(record(day, at), index=where) for day, at, where in
+                [("mon", 1000.0, "a"), ("tue", 2000.0, "b"), ("wed", 3000.0, "a"), ("thu", 4000.0, "a")]]  # fmt: skip
+        log.write(days)
+        assert [q.question for q in log.questions(limit=2)] == ["wed", "thu"]  # the newest two, oldest first
+        assert [q.question for q in log.questions(index="a")] == ["mon", "wed", "thu"]
+        assert [q.question for q in log.questions(since=1500.0, limit=5, index="b")] == ["tue"]
+
+
+def test_flush_returns_once_everything_queued_before_it_is_written(tmp_path: Path) -> None:
+    writer = LogWriter(QuestionLog(tmp_path / "log.db"))
+    for n in range(50):
+        writer.submit(record(f"question {n}"))
+    writer.flush()
+    with QuestionLog(tmp_path / "log.db") as log:
+        assert log.counts()["questions"] == 50
+    writer.close()
 
 
 def test_an_older_schema_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:

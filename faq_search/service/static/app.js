@@ -1,6 +1,8 @@
 // The search page: POST /indexes/{name}/ask with the agent's question, show the ranked answers with their
 // confidences. An index picker lists the indexes the token may read (GET /indexes); filter chips come from the
 // chosen index's filterable fields and become the request's `filter` ("plan in ('pro') and country in ('DE')").
+// With a question log (`serve --log`), a "Gaps" view shows GET /indexes/{name}/gaps: the topics customers asked that
+// got no confident answer, each with its volume, representative questions and the closest entry.
 // Plain DOM, no build step. Text from the server is only ever set with textContent.
 "use strict";
 (() => {
@@ -134,6 +136,7 @@
       if (indexes.some((item) => item.name === previous)) picker.value = previous;
       $("index-box").hidden = indexes.length < 2;
       showIndex();
+      probeGaps();
     } catch (error) {
       $("index-info").textContent =
         error.status === 401 ? "This server needs an access token (see below)." : `Index unavailable: ${error.message}`;
@@ -202,7 +205,94 @@
     }
   });
 
-  picker.addEventListener("change", showIndex);
+  // -- the gaps view (only when the server keeps a question log) -------------------------------------------
+
+  function gapsPath(query) {
+    const info = current();
+    const base = info ? `/indexes/${encodeURIComponent(info.name)}/gaps` : "/gaps";
+    return `${base}?${new URLSearchParams(query)}`;
+  }
+
+  let hasGaps = null; // whether the server publishes the gaps routes (only with --log)
+
+  async function probeGaps() {
+    if (hasGaps === null) {
+      try {
+        const schema = await call("/openapi.json"); // public, and lists /indexes/{name}/gaps only with a log
+        hasGaps = Boolean(schema.paths && schema.paths["/indexes/{name}/gaps"]);
+      } catch (_) {
+        hasGaps = false;
+      }
+    }
+    $("views").hidden = !hasGaps;
+    if (!hasGaps) showView("search");
+  }
+
+  function showView(name) {
+    for (const view of ["search", "gaps"]) {
+      $(`${view}-view`).hidden = view !== name;
+      $(`tab-${view}`).setAttribute("aria-selected", String(view === name));
+    }
+  }
+
+  function renderGaps(data) {
+    const list = $("gaps");
+    list.replaceChildren();
+    const gapStatus = $("gaps-status");
+    gapStatus.className = "";
+    gapStatus.textContent =
+      `${data.gap_askings} of ${data.logged} logged questions were gaps (${data.gap_questions} distinct)` +
+      (data.clusters.length ? `; ${data.clusters.length} topics, most needed first.` : ": nothing to show.");
+    const template = $("topic-template");
+    for (const topic of data.clusters) {
+      const item = template.content.firstElementChild.cloneNode(true);
+      item.querySelector(".rank").textContent = `${topic.rank}.`;
+      item.querySelector(".volume").textContent =
+        `${topic.volume} asked (${topic.distinct} distinct, ${topic.unhelpful} unhelpful)`;
+      item.querySelector(".novelty").textContent = `novelty ${topic.novelty.toFixed(2)}`;
+      const questions = item.querySelector(".representatives");
+      for (const text of topic.representatives) {
+        const line = document.createElement("li");
+        line.textContent = text;
+        questions.append(line);
+      }
+      const closest = topic.closest;
+      item.querySelector(".closest").textContent = closest.id
+        ? `Closest entry ${closest.id} (confidence ${closest.score.toFixed(2)}): ${closest.question || ""}`
+        : "No close entry.";
+      list.append(item);
+    }
+  }
+
+  $("gaps-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const query = { top: $("gaps-top").value };
+    const since = $("gaps-since").value;
+    if (since) query.since = since;
+    const gapsButton = $("gaps-button");
+    gapsButton.disabled = true;
+    $("gaps-status").textContent = "Grouping the unanswered questions… (the first time loads a model)";
+    try {
+      renderGaps(await call(gapsPath(query)));
+    } catch (error) {
+      $("gaps").replaceChildren();
+      $("gaps-status").textContent = error.message;
+      $("gaps-status").className = "error";
+      if (error.status === 401) askForToken(error);
+    } finally {
+      gapsButton.disabled = false;
+    }
+  });
+
+  $("tab-search").addEventListener("click", () => showView("search"));
+  $("tab-gaps").addEventListener("click", () => showView("gaps"));
+
+  picker.addEventListener("change", () => {
+    showIndex();
+    probeGaps();
+    $("gaps").replaceChildren();
+    $("gaps-status").textContent = "";
+  });
 
   question.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey) {
