@@ -37,7 +37,7 @@ from faq_search.errors import BundleError, InputError, SettingsMismatchError
 from faq_search.index.build import CACHE_CHUNK, build_index, stored_vectors
 from faq_search.index.columnar import LazyColumn
 from faq_search.index.columns import FILTERS_DIR, ColumnSpec, FilterColumns, build_columns
-from faq_search.index.confidence import POOL, ConfidenceModel, default_model
+from faq_search.index.confidence import DENSE_POOL, POOL, ConfidenceModel, default_model, question_groups
 from faq_search.index.edits import deleted, upserted
 from faq_search.index.files import index_files, read_index_files
 from faq_search.index.filters import FilterError, parse_all
@@ -114,6 +114,7 @@ class FaqIndex:
         self._lexical_files: dict[str, bytes] | None = None  # a loaded bundle's BM25 index, read on first use
         self._dense_layout: DenseLayout | None = None
         self._pool_lexicon: PoolLexicon | None = None  # per-entry tokens for the candidates' own BM25
+        self._question_groups: tuple[object, np.ndarray] | None = None  # (the entry list, its question groups)
         if encoder is not None:
             self._check_encoder(encoder)
 
@@ -546,6 +547,7 @@ class FaqIndex:
             store=self.store,
             lexicon=self.pool_lexicon if hybrid else None,
             lexical=self.lexical.scores(questions) if hybrid else None,
+            groups=self.question_groups,
             allowed=allowed,
         )
 
@@ -554,7 +556,7 @@ class FaqIndex:
 
         What ``calibrate`` refits the confidence model on; the same candidates and
         numbers ``ask`` scores (the pool is the full ``POOL`` with fusion, the
-        two best entries without, which is all the dense-only features read).
+        ``DENSE_POOL`` best entries without, enough for the margin).
         """
         if not questions:
             return []
@@ -562,10 +564,25 @@ class FaqIndex:
         vectors = self.encoder.encode([q.strip() for q in questions])
         layout = self._layout() if hybrid and self._manifest.index_type is IndexType.FLAT else None
         found = pools(
-            vectors, questions, POOL if hybrid else 2, layout, self.store, self.pool_lexicon if hybrid else None
+            vectors,
+            questions,
+            POOL if hybrid else DENSE_POOL,
+            layout,
+            self.store,
+            self.pool_lexicon if hybrid else None,
         )
-        weight = self.confidence_model.fusion_weight
-        return [(entries.tolist(), rows) for entries, rows in (ranked_features(pool, weight) for pool in found)]
+        weight, groups = self.confidence_model.fusion_weight, self.question_groups
+        return [(entries.tolist(), rows) for entries, rows in (ranked_features(pool, weight, groups) for pool in found)]
+
+    @property
+    def question_groups(self) -> np.ndarray:
+        """Per entry, its :func:`~.confidence.question_groups` id (entries sharing a question share it)."""
+        cached = self._question_groups
+        if cached is None or cached[0] is not self.entries:
+            entries = self.entries
+            cached = (entries, question_groups([e.questions for e in entries]))
+            self._question_groups = cached
+        return cached[1]
 
     @property
     def pool_lexicon(self) -> PoolLexicon:

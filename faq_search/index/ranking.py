@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from faq_search.index.confidence import POOL, ConfidenceModel, candidate_pool, features
+from faq_search.index.confidence import DENSE_POOL, POOL, ConfidenceModel, candidate_pool, features
 from faq_search.index.pool_lexical import PoolLexicon
 from faq_search.index.records import Ranked
 from faq_search.index.store import VectorStore
@@ -205,6 +205,7 @@ def confident_search(
     store: VectorStore,
     lexicon: PoolLexicon | None,
     lexical: np.ndarray | None,
+    groups: np.ndarray | None = None,
     allowed: np.ndarray | None = None,
 ) -> list[list[Ranked]]:
     """The ``k`` best entries per question with their confidence (:mod:`.confidence`) as the score.
@@ -214,18 +215,20 @@ def confident_search(
     (:data:`LEXICAL_POOL`), and rank by cosine plus the pool BM25's share;
     ``lexical`` [q, entries] is the FAQ-wide BM25 reported in ``Match.lexical``.
     Dense only (``lexicon`` None): the ranking is the cosine's, the candidates
-    only the ``max(k, 2)`` the margin needs, and the model sees no lexical
-    evidence (see :func:`faq_search.index.confidence.features`).
+    only the ``max(k, DENSE_POOL)`` the margin needs, and the model sees no lexical
+    evidence (see :func:`faq_search.index.confidence.features`). ``groups``
+    [entries] are the FAQ's :func:`~faq_search.index.confidence.question_groups`
+    (siblings do not count against each other in the margin).
     ``allowed`` (an entry mask from a filter) restricts the candidates, so the
     ranking, the pool BM25 and the confidence are those of the filtered FAQ.
     """
-    size = max(k, POOL) if lexicon is not None else max(k, 2)
+    size = max(k, POOL if lexicon is not None else DENSE_POOL)
     out: list[list[Ranked]] = []
     union = lexical if lexicon is not None else None  # let strong BM25-only matches in
     if union is not None and allowed is not None:
         union = np.where(allowed, union, 0.0)  # ... among the filtered entries only
     for q, pool in enumerate(pools(vectors, questions, size, layout, store, lexicon, union, allowed)):
-        positions, confidences = model.rank(pool.cosine, pool.lexical, k)
+        positions, confidences = model.rank(pool.cosine, pool.lexical, k, _of(groups, pool.entries))
         out.append(
             [
                 Ranked(
@@ -241,11 +244,17 @@ def confident_search(
     return out
 
 
-def ranked_features(pool: Pool, fusion_weight: float) -> tuple[np.ndarray, np.ndarray]:
+def ranked_features(
+    pool: Pool, fusion_weight: float, groups: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``(entries, features)`` of one pool in ranking order: what ``calibrate`` fits the model on."""
-    rows = features(pool.cosine, pool.lexical, fusion_weight)
+    rows = features(pool.cosine, pool.lexical, fusion_weight, _of(groups, pool.entries))
     order = np.lexsort((np.arange(len(rows)), -rows[:, 0]))
     return pool.entries[order], rows[order]
+
+
+def _of(groups: np.ndarray | None, entries: np.ndarray) -> np.ndarray | None:
+    return None if groups is None else groups[entries]
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
