@@ -29,7 +29,7 @@ import numpy as np
 
 from faq_search.corpus import FaqEntry, read_faq
 from faq_search.index.cache import EmbeddingCache
-from faq_search.index.confidence import POOL, candidate_pool
+from faq_search.index.confidence import POOL, candidate_pool, question_groups
 from faq_search.index.faq_index import FaqIndex
 from faq_search.index.lexical import entry_document
 from faq_search.index.pool_lexical import PoolLexicon
@@ -51,6 +51,8 @@ class Evidence:
     pools: list[tuple[np.ndarray, np.ndarray]]  # per question: candidate entries, their pool BM25
     relevant: list[set[int]]
     entries: int
+    groups: np.ndarray  # per entry, its question group (entries sharing a question are siblings)
+    negatives: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None  # the other set's questions: pools
 
 
 def _module_names() -> Iterator[str]:
@@ -107,24 +109,53 @@ def grown_faq(name: str, entries: list[FaqEntry], data: Path = SHARED) -> list[F
     return [*entries, *extra[:wanted]]
 
 
-def evidence(index: FaqIndex, queries: list[LabelledQuery], query_vectors: np.ndarray) -> Evidence:
-    """Exact cosines (max over an entry's rows) and raw BM25 of every entry, from the index's public parts."""
+def entry_cosines(index: FaqIndex, query_vectors: np.ndarray) -> np.ndarray:
+    """Exact cosines ``[questions, entries]``: the best of each entry's rows."""
     vectors = index.stored_vectors()
     if vectors is None:
         raise SystemExit("the evidence needs a flat index")
     rows = query_vectors @ vectors.T
     order = np.argsort(index.store.row_entry, kind="stable")
     starts = np.searchsorted(index.store.row_entry[order], np.arange(len(index.entries)))
-    cosine = np.maximum.reduceat(rows[:, order], starts, axis=1).astype(np.float32)
+    return np.maximum.reduceat(rows[:, order], starts, axis=1).astype(np.float32)
+
+
+def candidates(
+    index: FaqIndex, lexicon: PoolLexicon, texts: list[str], cosine: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per question: the dense top-``POOL`` entries and their pool BM25."""
+    out = []
+    for row, text in enumerate(texts):
+        pool = candidate_pool(cosine[row])
+        out.append((pool, lexicon.scores(text, pool.tolist(), POOL)))
+    return out
+
+
+def evidence(
+    index: FaqIndex,
+    queries: list[LabelledQuery],
+    query_vectors: np.ndarray,
+    negatives: tuple[list[str], np.ndarray] | None = None,
+) -> Evidence:
+    """Exact cosines (max over an entry's rows) and raw BM25 of every entry, from the index's public parts.
+
+    ``negatives`` (texts and vectors of questions this FAQ cannot answer): their candidate pools too.
+    """
+    cosine = entry_cosines(index, query_vectors)
     lexical = index.lexical.scores([q.query for q in queries])
     lexicon = PoolLexicon([entry_document(e.questions, e.answer) for e in index.entries])
-    pools = []
-    for row, query in enumerate(queries):
-        pool = candidate_pool(cosine[row])
-        pools.append((pool, lexicon.scores(query.query, pool.tolist(), POOL)))
+    pools = candidates(index, lexicon, [q.query for q in queries], cosine)
     positions = {i: n for n, e in enumerate(index.entries) for i in e.ids}  # merged duplicate answers: aliases
     relevant = [{positions[i] for i in q.relevant} for q in queries]
-    return Evidence(cosine, lexical, pools, relevant, len(index.entries))
+    groups = question_groups([e.questions for e in index.entries])
+    negative_pools = None
+    if negatives is not None:
+        texts, vectors = negatives
+        negative_cosine = entry_cosines(index, vectors)
+        negative_pools = [
+            (p, b, negative_cosine[n, p]) for n, (p, b) in enumerate(candidates(index, lexicon, texts, negative_cosine))
+        ]
+    return Evidence(cosine, lexical, pools, relevant, len(index.entries), groups, negative_pools)
 
 
 def collect(cache_dir: Path, data: Path = SHARED, sets: tuple[str, ...] = SETS) -> dict[str, dict[str, Evidence]]:
@@ -134,18 +165,25 @@ def collect(cache_dir: Path, data: Path = SHARED, sets: tuple[str, ...] = SETS) 
     encoder = BertEncoder()
     cache = EmbeddingCache(cache_dir / "vectors", encoder.dimension)
     out: dict[str, dict[str, Evidence]] = {}
-    for name in sets:
-        entries, queries = load_set(name, data)
+    vectors: dict[str, tuple[list[str], np.ndarray]] = {}
+    for name in SETS:
+        queries = load_set(name, data)[1]
         query_file = cache_dir / f"{name}-queries.npy"
         if query_file.exists():
             query_vectors = np.load(query_file)
         else:
             query_vectors = encoder.encode([q.query for q in queries])
             np.save(query_file, query_vectors)
+        vectors[name] = ([q.query for q in queries], query_vectors)
+    for name in sets:
+        entries, queries = load_set(name, data)
+        query_vectors = vectors[name][1]
+        other = next(s for s in SETS if s != name)
         out[name] = {}
         for variant, faq in (("alone", entries), ("grown", grown_faq(name, entries, data))):
             index = FaqIndex.build(faq, encoder=encoder, cache=cache)
-            out[name][variant] = evidence(index, queries, query_vectors)
+            negatives = vectors[other] if variant == "alone" else None
+            out[name][variant] = evidence(index, queries, query_vectors, negatives)
             print(f"{name} {variant}: {len(faq)} entries", file=sys.stderr, flush=True)
     return out
 

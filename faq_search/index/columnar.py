@@ -37,6 +37,12 @@ class LazyColumn:
     """Marks a read-only column over a mapped bundle file: an owner keeps it as it is instead of copying it."""
 
 
+def take_entries(entries: Sequence[FaqEntry], positions: Sequence[int]) -> list[FaqEntry]:
+    """The entries at ``positions``: decoded together from a columnar table, else read one by one."""
+    take = getattr(entries, "take", None)
+    return list(take(positions)) if take is not None else [entries[p] for p in positions]
+
+
 def npy_bytes(array: np.ndarray) -> bytes:
     """``array`` in NumPy's ``.npy`` format (never pickled: object arrays are refused)."""
     if array.dtype.hasobject:

@@ -14,25 +14,33 @@ candidates:
   (:mod:`faq_search.index.pool_lexical`: document frequencies from the pool,
   not the FAQ), divided by the best among them (:func:`lexical_share`, in
   [0, 1], scale-free).
-- **features** per candidate (:func:`features`): the ranking score
-  :func:`fuse` = ``cosine + FUSION_WEIGHT * lexical_share``, and the
-  ``margin``: this candidate's ranking score minus the best *other*
-  candidate's (positive only for the top one: how clearly it wins).
+- **features** per candidate (:func:`features`, :data:`FEATURES`): the
+  ranking score :func:`fuse` = ``cosine + FUSION_WEIGHT * lexical_share``; the
+  ``margin``: this candidate's ranking score minus the best candidate's that
+  is not a *sibling* of it (:func:`distinct_margins`: siblings are entries
+  filed under the same question, :func:`question_groups`; against its own
+  sibling a right answer has no lead at all); and the raw dense ``cosine``,
+  which says how close the text is on its own (an out-of-scope question can
+  win clearly among weak candidates, but its cosine stays low).
 - **model** (:class:`ConfidenceModel`): logistic regression on those
-  features, fitted by Newton's method with a small L2 penalty; its output is
-  the confidence. Shipped coefficients (``confidence_default.json``) are
-  fitted on public FAQ sets; ``calibrate`` refits them on a user's labelled
-  questions and stores :meth:`ConfidenceModel.to_dict` in the bundle.
+  features, fitted by Newton's method with an L2 penalty, weights kept
+  non-negative; its output is the confidence. The shipped coefficients
+  (``confidence_default.json``) are fitted on public FAQ sets with the other
+  set's questions as out-of-scope negatives (benchmarks/confidence.py);
+  ``calibrate`` (:mod:`faq_search.quality.calibration`) refits them on a
+  user's labelled questions and stores :meth:`ConfidenceModel.to_dict` in the
+  bundle. A version-1 model (``fused``, ``margin`` against the runner-up)
+  still loads and scores as it did.
 
-What it is not: a reranker. Ranking is by :func:`fuse`; the confidence is
-non-decreasing in the ranking score when the fitted weights of ``fused`` and
-``margin`` are positive (they are: see :meth:`ConfidenceModel.is_monotone`),
-so it never reorders the list it annotates.
+What it is not: a reranker. Ranking is by :func:`fuse`; down the ranked list a
+confidence never rises (:meth:`ConfidenceModel.rank` caps each at the one
+above it: a candidate with a higher cosine but less lexical evidence could
+otherwise out-score a better-ranked one), so it never reorders the list it
+annotates.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import math
@@ -51,11 +59,24 @@ POOL = 100
 FUSION_WEIGHT = 0.15
 """Weight of the per-question lexical share in :func:`fuse` (chosen by benchmarks/confidence.py)."""
 
-FEATURES = ("fused", "margin")
-"""What the model reads, in this order; a stored model names its features and is checked against them."""
+
+DENSE_POOL = 16
+"""Candidates per question without BM25 evidence: enough to find the best candidate that is not a sibling."""
+
+FEATURES = ("fused", "margin", "cosine")
+"""What a version-2 model reads, in this order (:func:`features`)."""
+
+FEATURES_V1 = ("fused", "margin")
+"""What a version-1 model reads: the margin is against the runner-up, siblings or not."""
 
 DEFAULT_FILE = "confidence_default.json"
-MODEL_VERSION = 1
+MODEL_VERSION = 2
+
+FIT_L2 = 0.7
+"""L2 penalty of the shipped model's fit (on the summed log loss; the bias is free). Measured in
+benchmarks/confidence.py on both shared sets: smaller penalties raise the margin's weight, which transfers
+better between the sets but lets an out-of-scope question that wins among weak candidates look confident, and
+moves confidences more as the FAQ grows; 0.7 keeps the false-answer rate and the size shift at version 1's."""
 
 
 def candidate_pool(cosine: np.ndarray, size: int = POOL) -> np.ndarray:
@@ -109,13 +130,64 @@ def margins(scores: np.ndarray) -> np.ndarray:
     return out
 
 
-def features(cosine: np.ndarray, lexical: np.ndarray, weight: float = FUSION_WEIGHT) -> np.ndarray:
-    """``[candidates, len(FEATURES)]`` for one question's candidate pool (cosines and raw BM25, same order).
+def distinct_margins(scores: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each score minus the best score of a candidate outside its group (0 where every candidate is in it).
 
-    ``features(np.array([0.8, 0.6]), np.array([0.0, 5.0]), 0.1) -> [[0.8, 0.1], [0.7, -0.1]]``
+    With every group distinct this is :func:`margins`. The winner's siblings are measured against the best
+    other group, everyone else against the winner:
+    ``distinct_margins(np.array([0.9, 0.8, 0.6]), np.array([7, 7, 3])) -> array([0.3, 0.2, -0.3])``
     """
+    scores = np.asarray(scores, dtype=np.float64)
+    groups = np.asarray(groups)
+    if len(scores) < 2:
+        return np.zeros_like(scores)
+    order = np.argsort(-scores, kind="stable")
+    top = order[0]
+    others = order[groups[order] != groups[top]]
+    if not len(others):
+        return np.zeros_like(scores)
+    return scores - np.where(groups == groups[top], scores[others[0]], scores[top])
+
+
+def question_groups(questions: Sequence[Sequence[str]]) -> np.ndarray:
+    """One group id per entry: entries linked by a shared question (case and spacing ignored) share it.
+
+    Entries without questions are their own group. The ids are entry positions (the group's first entry), so
+    they mean nothing across FAQs. ``question_groups([["Q a"], ["q  A"], ["b"], []]) -> array([0, 0, 2, 3])``
+    """
+    parent = list(range(len(questions)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[str, int] = {}
+    for entry, asked in enumerate(questions):
+        for question in asked:
+            key = " ".join(question.casefold().split())
+            if not key:
+                continue
+            a, b = root(entry), root(first.setdefault(key, entry))
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    return np.array([root(i) for i in range(len(questions))], dtype=np.int64)
+
+
+def features(
+    cosine: np.ndarray, lexical: np.ndarray, weight: float = FUSION_WEIGHT, groups: np.ndarray | None = None
+) -> np.ndarray:
+    """``[candidates, len(FEATURES)]`` for one question's candidate pool (cosines, raw BM25, groups: same order).
+
+    ``groups`` (the candidates' :func:`question_groups` ids) makes the margin :func:`distinct_margins`; None
+    the plain :func:`margins` (what a version-1 model reads, and the same when no two entries share a question).
+    ``features(np.array([0.8, 0.6]), np.array([0.0, 5.0]), 0.1) -> [[0.8, 0.1, 0.8], [0.7, -0.1, 0.6]]``
+    """
+    cosine = np.asarray(cosine, dtype=np.float64)
     fused = fuse(cosine, lexical, weight)
-    return np.column_stack([fused, margins(fused)])
+    margin = margins(fused) if groups is None else distinct_margins(fused, groups)
+    return np.column_stack([fused, margin, cosine])
 
 
 @dataclass(frozen=True)
@@ -124,15 +196,22 @@ class ConfidenceModel:
 
     ``fit`` standardises nothing: the features are already on small, fixed
     scales (cosines, shares, score differences), so the stored coefficients
-    read directly (``margin`` weighs most). The L2 penalty keeps a fit on a
-    few hundred labelled questions from chasing noise.
+    read directly. Two weights make a version-1 model (``fused`` and the
+    runner-up ``margin``), three a version-2 one (:data:`FEATURES`).
     """
 
     weights: tuple[float, ...]
     bias: float
-    names: tuple[str, ...] = FEATURES
     fusion_weight: float = FUSION_WEIGHT
     fitted_on: str = ""
+
+    @property
+    def version(self) -> int:
+        return 1 if len(self.weights) == len(FEATURES_V1) else MODEL_VERSION
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return FEATURES_V1 if self.version == 1 else FEATURES
 
     @classmethod
     def fit(
@@ -140,60 +219,78 @@ class ConfidenceModel:
         rows: np.ndarray,
         labels: np.ndarray,
         *,
-        l2: float = 1.0,
+        l2: float = FIT_L2,
+        sample_weight: np.ndarray | None = None,
+        prior: ConfidenceModel | None = None,
         fusion_weight: float = FUSION_WEIGHT,
         fitted_on: str = "",
     ) -> ConfidenceModel:
-        """Newton/IRLS on the mean log loss plus ``l2 / len(rows) * |w|^2 / 2`` (the bias is not penalised)."""
+        """Newton/IRLS on the (weighted) mean log loss plus ``l2 / total weight * |w - prior|^2 / 2`` (bias free).
+
+        Weights are kept non-negative (more evidence never lowers a confidence): a feature whose weight comes
+        out negative, as it can on a few noisy labelled questions, is left out and the rest refitted. With a
+        ``prior`` model (of the same features) the penalty pulls towards its weights instead of zero, so a
+        fit on a few dozen questions stays near it and one on thousands follows the data.
+        ``rows`` has two columns (a version-1 model) or :data:`FEATURES`' three.
+        """
         x = np.asarray(rows, dtype=np.float64)
         y = np.asarray(labels, dtype=np.float64)
-        if x.ndim != 2 or len(x) != len(y) or x.shape[1] != len(FEATURES):
+        if x.ndim != 2 or len(x) != len(y) or x.shape[1] not in (len(FEATURES_V1), len(FEATURES)):
             raise InputError(f"fit takes [rows, {len(FEATURES)}] features and one label per row")
         if len(y) == 0 or y.min() == y.max():
             raise InputError("fitting a confidence model needs both right and wrong matches; label more questions")
-        design = np.column_stack([x, np.ones(len(x))])
-        penalty = np.full(design.shape[1], l2 / len(x))
-        penalty[-1] = 0.0
-        theta = np.zeros(design.shape[1])
-        for _ in range(100):
-            p = _sigmoid(design @ theta)
-            gradient = design.T @ (p - y) / len(x) + penalty * theta
-            hessian = (design * (p * (1 - p))[:, None]).T @ design / len(x) + np.diag(penalty + 1e-9)
-            step = np.linalg.solve(hessian, gradient)
-            theta -= step
-            if np.abs(step).max() < 1e-10:
+        weight = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        centre = np.zeros(x.shape[1])
+        if prior is not None and len(prior.weights) == x.shape[1]:
+            centre = np.asarray(prior.weights, dtype=np.float64)
+        active = list(range(x.shape[1]))
+        while True:
+            theta = _newton(x[:, active], y, weight, l2, centre[active])
+            if theta[:-1].min(initial=0.0) >= 0:
                 break
-        return cls(tuple(float(v) for v in theta[:-1]), float(theta[-1]), FEATURES, fusion_weight, fitted_on)
+            active.pop(int(np.argmin(theta[:-1])))
+        weights = np.zeros(x.shape[1])
+        weights[active] = theta[:-1]
+        return cls(tuple(float(v) for v in weights), float(theta[-1]), fusion_weight, fitted_on)
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
-        """Probabilities in (0, 1), one per row of :func:`features`."""
-        x = np.asarray(rows, dtype=np.float64)
+        """Probabilities in (0, 1), one per row of :func:`features` (a version-1 model reads the first two)."""
+        x = np.asarray(rows, dtype=np.float64)[:, : len(self.weights)]
         return _sigmoid(x @ np.asarray(self.weights) + self.bias)
 
-    def score(self, cosine: np.ndarray, lexical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(ranking scores, confidences)`` of one question's candidates, in their given order."""
-        rows = features(cosine, lexical, self.fusion_weight)
+    def features(self, cosine: np.ndarray, lexical: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+        """The :func:`features` this model reads (a version-1 model ignores ``groups``)."""
+        return features(cosine, lexical, self.fusion_weight, groups if self.version >= 2 else None)
+
+    def score(
+        self, cosine: np.ndarray, lexical: np.ndarray, groups: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(ranking scores, confidences)`` of one question's candidates, in their given order (not capped)."""
+        rows = self.features(cosine, lexical, groups)
         return rows[:, 0], self.predict(rows)
 
-    def rank(self, cosine: np.ndarray, lexical: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def rank(
+        self, cosine: np.ndarray, lexical: np.ndarray, k: int, groups: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(positions, confidences)`` of the ``k`` best of one question's candidates, best first.
 
-        Ties keep the candidates' given order (a pool comes best cosine first).
+        Ties keep the candidates' given order (a pool comes best cosine first). Each confidence is capped at
+        the one above it, so a threshold cuts the list at one place.
         ``rank(np.array([0.7, 0.9]), np.array([0.0, 0.0]), 1) -> (array([1]), array([p]))``
         """
-        ranking, confidence = self.score(cosine, lexical)
+        ranking, confidence = self.score(cosine, lexical, groups)
         k = min(k, len(ranking))
         order = np.lexsort((np.arange(len(ranking)), -ranking))[:k]
-        return order, confidence[order]
+        return order, np.minimum.accumulate(confidence[order])
 
     def is_monotone(self) -> bool:
-        """Whether confidence never decreases with the ranking score (non-negative weights), so it keeps the order."""
+        """Whether every weight is non-negative: more of any evidence never lowers a confidence."""
         return all(w >= 0 for w in self.weights)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form a bundle's manifest stores."""
         return {
-            "version": MODEL_VERSION,
+            "version": self.version,
             "kind": "logistic",
             "features": list(self.names),
             "weights": list(self.weights),
@@ -205,7 +302,7 @@ class ConfidenceModel:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ConfidenceModel:
-        """The model :meth:`to_dict` wrote; a model for other features is refused with the fix."""
+        """The model :meth:`to_dict` wrote (either version); a model for other features is refused with the fix."""
         try:
             names = tuple(str(n) for n in data["features"])
             weights = tuple(float(w) for w in data["weights"])
@@ -216,16 +313,31 @@ class ConfidenceModel:
             raise InputError(
                 f"the stored confidence model is unreadable ({exc}); run faq-search calibrate again"
             ) from None
-        if (
-            version != MODEL_VERSION
-            or data.get("kind") != "logistic"
-            or names != FEATURES
-            or len(weights) != len(names)
-        ):
+        expected = {1: FEATURES_V1, MODEL_VERSION: FEATURES}.get(version)
+        if data.get("kind") != "logistic" or names != expected or len(weights) != len(names):
             raise InputError("the stored confidence model is for another version; run faq-search calibrate again")
         if not all(math.isfinite(v) for v in (*weights, bias, fusion_weight)):
             raise InputError("the stored confidence model has non-finite coefficients; run faq-search calibrate again")
-        return cls(weights, bias, names, fusion_weight, str(data.get("fitted_on", "")))
+        return cls(weights, bias, fusion_weight, str(data.get("fitted_on", "")))
+
+
+def _newton(x: np.ndarray, y: np.ndarray, weight: np.ndarray, l2: float, centre: np.ndarray) -> np.ndarray:
+    """Weights then bias of the weighted logistic fit penalised by ``l2 |w - centre|^2 / 2`` (Newton/IRLS)."""
+    design = np.column_stack([x, np.ones(len(x))])
+    total = float(weight.sum())
+    penalty = np.full(design.shape[1], l2 / total)
+    penalty[-1] = 0.0
+    target = np.append(centre, 0.0)
+    theta = np.zeros(design.shape[1])
+    for _ in range(100):
+        p = _sigmoid(design @ theta)
+        gradient = design.T @ ((p - y) * weight) / total + penalty * (theta - target)
+        hessian = (design * (p * (1 - p) * weight)[:, None]).T @ design / total + np.diag(penalty + 1e-9)
+        step = np.linalg.solve(hessian, gradient)
+        theta -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return theta
 
 
 @functools.cache
@@ -257,99 +369,3 @@ def expected_calibration_error(
         if inside.any():
             total += inside.sum() * abs(right[inside].mean() - conf[inside].mean())
     return float(total / len(conf))
-
-
-FIT_DEPTH = 2
-"""Matches per question a fit learns from: the winner and its closest rival (measured in benchmarks/confidence.py:
-top-1 only or top-5 calibrate the shipped model's top-1 confidence worse on one shared set or the other)."""
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """A model refitted on labelled questions, the threshold that reaches the target precision, and how it held up.
-
-    ``precision``, ``coverage`` and ``ece`` are measured on held-out folds: each fold's questions were scored
-    by a model and a threshold fitted without them (negatives answered count as wrong, as in ``calibrate``).
-    """
-
-    model: ConfidenceModel
-    threshold: float
-    precision: float
-    coverage: float
-    ece: float
-    held_out: tuple[float, ...] = ()  # each labelled question's out-of-fold top-1 confidence (reliability plot)
-    held_out_right: tuple[bool, ...] = ()  # whether its top-1 match is right
-
-
-def lowest_threshold(confidence: np.ndarray, right: np.ndarray, target: float) -> float:
-    """The lowest confidence whose answered set (everything at or above it) is right ``target`` of the time.
-
-    ``lowest_threshold(np.array([0.9, 0.8, 0.3]), np.array([True, True, False]), 0.9) -> 0.8``; inf if none.
-    """
-    order = np.argsort(-confidence, kind="stable")
-    precision = np.cumsum(right[order]) / np.arange(1, len(order) + 1)
-    reached = np.flatnonzero(precision >= target)
-    return float(confidence[order][reached[-1]]) if len(reached) else math.inf
-
-
-def calibrate(
-    questions: Sequence[tuple[np.ndarray, np.ndarray]],
-    groups: Sequence[int],
-    target: float,
-    *,
-    negatives: Sequence[np.ndarray] = (),
-    folds: int = 5,
-    fitted_on: str = "",
-) -> Calibration:
-    """Refit the model on a user's labelled questions, cross-validated by ``groups``.
-
-    ``questions``: per labelled question, its candidates' :func:`features` in ranking order and whether each
-    is right; ``groups``: one key per question, equal for questions that share their answer (so a fold never
-    grades a question by a fit that saw its twin); ``negatives``: features of questions the FAQ cannot answer.
-    The returned model is fitted on everything; its threshold is chosen on out-of-fold confidences.
-    """
-    keys = np.unique(np.asarray(groups), return_inverse=True)[1]
-    folds = max(2, min(folds, int(keys.max()) + 1 if len(keys) else 0))
-    fold_of = np.random.default_rng(0).permutation(int(keys.max()) + 1) % folds
-    fold = fold_of[keys]
-    negative_fold = np.arange(len(negatives)) % folds
-    top = np.array([q[0][0] for q in questions])
-    right = np.array([bool(q[1][0]) for q in questions])
-    negative_top = np.array([n[0] for n in negatives]).reshape(len(negatives), len(FEATURES))
-    held_conf = np.zeros(len(questions))
-    held_negative = np.zeros(len(negatives))
-    answered = np.zeros(len(questions), dtype=bool)
-    answered_negative = np.zeros(len(negatives), dtype=bool)
-    for f in range(folds):
-        inside, negative_inside = fold != f, negative_fold != f
-        model = _fit_on([q for q, keep in zip(questions, inside, strict=True) if keep], negative_top[negative_inside])
-        threshold = lowest_threshold(
-            np.concatenate([model.predict(top[inside]), model.predict(negative_top[negative_inside])]),
-            np.concatenate([right[inside], np.zeros(int(negative_inside.sum()), dtype=bool)]),
-            target,
-        )
-        held_conf[~inside] = model.predict(top[~inside])
-        held_negative[~negative_inside] = model.predict(negative_top[~negative_inside])
-        answered[~inside] = held_conf[~inside] >= threshold
-        answered_negative[~negative_inside] = held_negative[~negative_inside] >= threshold
-    total = int(answered.sum() + answered_negative.sum())
-    final = dataclasses.replace(_fit_on(questions, negative_top), fitted_on=fitted_on)
-    return Calibration(
-        model=final,
-        threshold=lowest_threshold(
-            np.concatenate([held_conf, held_negative]),
-            np.concatenate([right, np.zeros(len(negatives), dtype=bool)]),
-            target,
-        ),
-        precision=float((answered & right).sum() / total) if total else 1.0,
-        coverage=float(answered.mean()),
-        ece=expected_calibration_error(held_conf, right),
-        held_out=tuple(held_conf.tolist()),
-        held_out_right=tuple(right.tolist()),
-    )
-
-
-def _fit_on(questions: Sequence[tuple[np.ndarray, np.ndarray]], negative_top: np.ndarray) -> ConfidenceModel:
-    rows = [q[0][:FIT_DEPTH] for q in questions] + [negative_top]
-    labels = [q[1][:FIT_DEPTH] for q in questions] + [np.zeros(len(negative_top), dtype=bool)]
-    return ConfidenceModel.fit(np.vstack(rows), np.concatenate(labels))

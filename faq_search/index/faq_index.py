@@ -34,9 +34,9 @@ from faq_search.encoding.runtime import Runtime
 from faq_search.encoding.settings import ADAPTED_MODEL, EncoderIdentity, EncoderSettings, Fields, choice
 from faq_search.errors import InputError
 from faq_search.index.build import CACHE_CHUNK, BuildOptions, build_index, stored_vectors
-from faq_search.index.columnar import LazyColumn
+from faq_search.index.columnar import LazyColumn, take_entries
 from faq_search.index.columns import FILTERS_DIR, FilterColumns, build_columns
-from faq_search.index.confidence import POOL, ConfidenceModel, default_model
+from faq_search.index.confidence import DENSE_POOL, POOL, ConfidenceModel, default_model, question_groups
 from faq_search.index.edits import deleted, upserted
 from faq_search.index.files import index_files, read_index_files
 from faq_search.index.filters import FilterError, parse_all
@@ -494,6 +494,7 @@ class FaqIndex:
             store=self.store,
             lexicon=self.pool_lexicon if hybrid else None,
             lexical=self.lexical.matches(questions) if hybrid else None,
+            groups=self.sibling_groups,
             allowed=allowed,
         )
 
@@ -502,7 +503,7 @@ class FaqIndex:
 
         What ``calibrate`` refits the confidence model on; the same candidates and
         numbers ``ask`` scores (the pool is the full ``POOL`` with fusion, the
-        two best entries without, which is all the dense-only features read).
+        ``DENSE_POOL`` best entries without, enough for the margin).
         """
         if not questions:
             return []
@@ -510,10 +511,23 @@ class FaqIndex:
         vectors = self.encoder.encode([q.strip() for q in questions])
         layout = self._layout() if hybrid and self._manifest.index_type is IndexType.FLAT else None
         found = pools(
-            vectors, questions, POOL if hybrid else 2, layout, self.store, self.pool_lexicon if hybrid else None
+            vectors,
+            questions,
+            POOL if hybrid else DENSE_POOL,
+            layout,
+            self.store,
+            self.pool_lexicon if hybrid else None,
         )
-        weight = self.confidence_model.fusion_weight
-        return [(entries.tolist(), rows) for entries, rows in (ranked_features(pool, weight) for pool in found)]
+        weight, groups = self.confidence_model.fusion_weight, self.sibling_groups
+        return [(entries.tolist(), rows) for entries, rows in (ranked_features(pool, weight, groups) for pool in found)]
+
+    def sibling_groups(self, entries: np.ndarray) -> np.ndarray:
+        """:func:`~.confidence.question_groups` of these entries (one question's candidates): siblings share an id.
+
+        Made per pool from the candidates' own questions, so the first question
+        on a million-entry bundle decodes a hundred entries, not all of them.
+        """
+        return question_groups([e.questions for e in take_entries(self.entries, entries.tolist())])
 
     @property
     def pool_lexicon(self) -> PoolLexicon:

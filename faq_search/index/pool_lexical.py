@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
+from faq_search.index.columnar import take_entries
 from faq_search.index.lexical import analyse, entry_document, stopword_set
 
 if TYPE_CHECKING:
@@ -65,9 +66,10 @@ class EntryDocuments(Sequence[str]):
 
     def take(self, positions: Sequence[int]) -> list[str]:
         """The documents at ``positions``, decoded together where the entries allow (a columnar table)."""
-        take = getattr(self.entries, "take", None)
-        entries = take(positions) if take is not None else [self.entries[p] for p in positions]
-        return [entry_document(e.questions if self.with_questions else (), e.answer) for e in entries]
+        return [
+            entry_document(e.questions if self.with_questions else (), e.answer)
+            for e in take_entries(self.entries, positions)
+        ]
 
 
 class PoolLexicon:

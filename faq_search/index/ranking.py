@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from faq_search.index.confidence import POOL, ConfidenceModel, candidate_pool, features
+from faq_search.index.confidence import DENSE_POOL, POOL, ConfidenceModel, candidate_pool, features
 from faq_search.index.lexical_matches import LexicalMatches, LexicalScores, best_lexical, only_allowed
 from faq_search.index.pool_lexical import PoolLexicon
 from faq_search.index.records import Ranked
 from faq_search.index.store import VectorStore
+
+Groups = np.ndarray | Callable[[np.ndarray], np.ndarray]
+"""Sibling groups: one id per FAQ entry, or a function giving the ids of a pool's entries (equal ids: siblings)."""
 
 LEXICAL_POOL = 10
 """Each question's ``LEXICAL_POOL`` best FAQ-wide BM25 entries join its dense pool (with fusion).
@@ -207,6 +210,7 @@ def confident_search(
     store: VectorStore,
     lexicon: PoolLexicon | None,
     lexical: LexicalScores | None,
+    groups: Groups | None = None,
     allowed: np.ndarray | None = None,
 ) -> list[list[Ranked]]:
     """The ``k`` best entries per question with their confidence (:mod:`.confidence`) as the score.
@@ -216,18 +220,20 @@ def confident_search(
     (:data:`LEXICAL_POOL`), and rank by cosine plus the pool BM25's share;
     ``lexical`` [q, entries] is the FAQ-wide BM25 reported in ``Match.lexical``.
     Dense only (``lexicon`` None): the ranking is the cosine's, the candidates
-    only the ``max(k, 2)`` the margin needs, and the model sees no lexical
-    evidence (see :func:`faq_search.index.confidence.features`).
+    only the ``max(k, DENSE_POOL)`` the margin needs, and the model sees no lexical
+    evidence (see :func:`faq_search.index.confidence.features`). ``groups``:
+    the entries' :func:`~faq_search.index.confidence.question_groups` (siblings
+    do not count against each other in the margin), see :data:`Groups`.
     ``allowed`` (an entry mask from a filter) restricts the candidates, so the
     ranking, the pool BM25 and the confidence are those of the filtered FAQ.
     """
-    size = max(k, POOL) if lexicon is not None else max(k, 2)
+    size = max(k, POOL if lexicon is not None else DENSE_POOL)
     out: list[list[Ranked]] = []
     union = lexical if lexicon is not None else None  # let strong BM25-only matches in
     if union is not None and allowed is not None:
         union = only_allowed(union, allowed)  # ... among the filtered entries only
     for q, pool in enumerate(pools(vectors, questions, size, layout, store, lexicon, union, allowed)):
-        positions, confidences = model.rank(pool.cosine, pool.lexical, k)
+        positions, confidences = model.rank(pool.cosine, pool.lexical, k, _of(groups, pool.entries))
         out.append(
             [
                 Ranked(
@@ -243,11 +249,17 @@ def confident_search(
     return out
 
 
-def ranked_features(pool: Pool, fusion_weight: float) -> tuple[np.ndarray, np.ndarray]:
+def ranked_features(pool: Pool, fusion_weight: float, groups: Groups | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(entries, features)`` of one pool in ranking order: what ``calibrate`` fits the model on."""
-    rows = features(pool.cosine, pool.lexical, fusion_weight)
+    rows = features(pool.cosine, pool.lexical, fusion_weight, _of(groups, pool.entries))
     order = np.lexsort((np.arange(len(rows)), -rows[:, 0]))
     return pool.entries[order], rows[order]
+
+
+def _of(groups: Groups | None, entries: np.ndarray) -> np.ndarray | None:
+    if groups is None:
+        return None
+    return groups(entries) if callable(groups) else groups[entries]
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:

@@ -61,7 +61,7 @@ from faq_search.quality.adapt_guard import (
     served_reciprocal_ranks,
     without_questions,
 )
-from faq_search.quality.adapt_train import Progress, Trainer, release_freed_memory, rss_mb
+from faq_search.quality.adapt_train import Progress, Trainer, map_large_blocks, release_freed_memory, rss_mb
 from faq_search.quality.queries import LabelledQuery
 
 if TYPE_CHECKING:
@@ -197,6 +197,7 @@ def adapt(
     budget = None if settings.time_budget is None else settings.time_budget / runs
     model = encoder.model
     base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    map_large_blocks()
     trainer = Trainer(encoder, settings, rng, budget, on_progress)
     started = time.perf_counter()
     before, after, used = [], [], 0

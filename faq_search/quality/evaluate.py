@@ -234,12 +234,12 @@ def calibrate_index(
 ) -> CalibrationReport:
     """``faq-search calibrate``: refit the confidence model on labelled questions and store it with its threshold.
 
-    The model (:func:`faq_search.index.confidence.calibrate`) and ``min_score``
+    The model (:func:`faq_search.quality.calibration.calibrate`) and ``min_score``
     both go into the bundle, so ``ask`` scores with them from then on. With
     ``plot``, a reliability diagram of the held-out confidences is written there.
     """
-    from faq_search.index.confidence import calibrate as refit
-    from faq_search.index.confidence import expected_calibration_error
+    from faq_search.index.confidence import MODEL_VERSION, default_model, expected_calibration_error
+    from faq_search.quality.calibration import calibrate as refit
 
     if not 0.0 < target_precision <= 1.0:
         raise InputError(f"target precision {target_precision} must be in (0, 1]")
@@ -253,8 +253,14 @@ def calibrate_index(
     keys = [groups.setdefault(query.relevant, len(groups)) for query in labelled]
     negative_rows = [rows for _, rows in index.candidate_features(list(negatives))]
     before = index.confidence_model.predict(np.array([rows[0] for rows, _ in questions]))
+    current = index.confidence_model
     result = refit(
-        questions, keys, target_precision, negatives=negative_rows, fitted_on=f"{len(labelled)} labelled questions"
+        questions,
+        keys,
+        target_precision,
+        negatives=negative_rows,
+        prior=current if current.version == MODEL_VERSION else default_model(),
+        fitted_on=f"{len(labelled)} labelled questions",
     )
     if not math.isfinite(result.threshold):
         raise InputError(
