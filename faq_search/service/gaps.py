@@ -5,8 +5,8 @@ the search page shows its "Gaps" view only when the OpenAPI schema lists them. A
 reads the newest ``limit`` logged questions of that index (at most
 :data:`MAX_READ`: the report is bounded whatever the log's size), from
 ``since`` on, and clusters its gap questions as ``faq-search gaps`` does
-(:func:`faq_search.traffic.gaps.find_gaps`). Scoped tokens: a named index's
-route is behind the gate's scope check, and every report reads only the
+(:func:`faq_search.traffic.gaps.find_gaps`). Scoped tokens: both routes are
+behind the gate's scope check, and every report reads only the
 questions logged for its own index, so a token limited to some indexes
 never sees another index's questions.
 
@@ -27,7 +27,6 @@ from pydantic import BaseModel
 
 from faq_search.errors import FaqSearchError
 from faq_search.service.http_errors import HttpError
-from faq_search.service.middleware import ALLOWED_INDEXES
 from faq_search.traffic.settings import TopicEncoder
 
 if TYPE_CHECKING:
@@ -103,12 +102,7 @@ async def get_gaps(
 
     Reads only the questions logged for this index (the newest `limit`), clusters them on a worker thread.
     """
-    service = request.app.state.service
-    holder = service.holder
-    allowed = request.scope.get(ALLOWED_INDEXES)
-    if allowed is not None and holder.name not in allowed:
-        raise HttpError(403, f"this token may not read index {holder.name!r}; ask /indexes/{{name}}/gaps of its own")
-    return await _report(request, holder, since, limit, top, min_score)
+    return await _report(request, request.app.state.service.holder, since, limit, top, min_score)
 
 
 async def get_named_gaps(

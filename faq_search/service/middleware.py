@@ -35,7 +35,7 @@ from faq_search.service.config import MAX_QUESTION_CHARS, TOKEN_ENV, TOKENS_ENV
 PUBLIC_PATHS = frozenset({"/", "/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 """Served without the token: the health probe, and the page and API docs, which hold no FAQ data."""
 PUBLIC_PREFIXES = ("/static/", "/static-docs/")
-SINGLE_INDEX_PATHS = frozenset({"/ask", "/ask/batch", "/embed", "/index", "/reload"})
+SINGLE_INDEX_PATHS = frozenset({"/ask", "/ask/batch", "/embed", "/index", "/reload", "/gaps"})
 """Paths of the single-index API: they read the one index a server holds when it holds one."""
 INDEXES_PREFIX = "/indexes/"
 ALLOWED_INDEXES = "faq_search.allowed_indexes"

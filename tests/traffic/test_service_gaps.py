@@ -110,6 +110,18 @@ def test_a_scoped_token_sees_only_the_questions_of_its_indexes(tmp_path: Path) -
         assert client.get("/gaps", headers=admin).status_code == 404  # several indexes: only the named routes
 
 
+def test_a_token_scoped_to_another_index_may_not_read_a_single_index_servers_gaps(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({SHOP_TOKEN: ["another-index"], ADMIN_TOKEN: "*"}))
+    with (
+        mock.patch.dict(os.environ, {TOKENS_ENV: str(tokens)}),
+        serving_fake(tmp_path, FakeEncoder(), log_path=str(tmp_path / "t.db")) as client,
+    ):
+        one_line_error(client.get("/gaps", headers={"Authorization": f"Bearer {SHOP_TOKEN}"}), 403, "may not")
+        admin = client.get("/gaps", params={"top": 0}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert admin.status_code == 200 and admin.json()["logged"] == 0
+
+
 def test_the_report_runs_off_the_event_loop(tmp_path: Path) -> None:
     """While a report is being made, the server still answers: the work is on a thread, not the loop."""
     started, answered = threading.Event(), threading.Event()
