@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -79,7 +80,7 @@ def test_an_ivfpq_built_from_streamed_chunks_equals_the_one_shot_build() -> None
     positions = train_positions(3_000, settings)
     assert len(positions) == 1_024 and np.all(np.diff(positions) > 0)
     bounds = [0, 700, 701, 1_900, 3_000]  # uneven chunks, one of a single row, as a stream would cut them
-    chunks = [vectors[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    chunks = [vectors[a:b] for a, b in itertools.pairwise(bounds)]
     picked = [
         chunk[positions[(positions >= a) & (positions < b)] - a]
         for a, b, chunk in zip(bounds, bounds[1:], chunks, strict=False)
