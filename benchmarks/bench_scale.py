@@ -412,13 +412,28 @@ def child_store(rows: int) -> None:
         return len(chunk)
 
     faiss.write_index(index, faiss.PyCallbackIOWriter(count))  # type: ignore[attr-defined]
-    coarse = faiss.extract_index_ivf(index)
+    coarse, refine = faiss.extract_index_ivf(index), faiss.downcast_index(index)
+    built, sweep = (coarse.nprobe, refine.k_factor), []
+    for cells in sorted({max(1, built[0] // 8), max(1, built[0] // 4), max(1, built[0] // 2), built[0]}):
+        for factor in (16, 32):  # what the store would give with other search settings (set on the index)
+            coarse.nprobe, refine.k_factor = cells, factor
+            found = store.search(probe, 10)
+            hit = float(
+                np.mean([len({h.row for h in f} & set(t.tolist())) / 10 for f, t in zip(found, best_rows, strict=True)])
+            )
+            times = []
+            for query in queries:
+                begun = time.perf_counter()
+                store.search(query[None], 10)
+                times.append((time.perf_counter() - begun) * 1000)
+            sweep.append([cells, factor, hit, statistics.median(times), float(np.percentile(times, 99))])
+    coarse.nprobe, refine.k_factor = built
     result = {
         "rows": rows, "generate_s": generating, "train_s": train_s, "train_rows": len(positions), "add_s": add_s,
         "exact_s": exact_s, "base_mb": base_mb, "peak_mb": peak_mb, "final_mb": final_mb, "index_mb": size / 2**20,
         "p50_ms": statistics.median(timings), "p99_ms": float(np.percentile(timings, 99)), "recall": recall,
         "nlist": coarse.nlist, "nprobe": coarse.nprobe, "k_factor": faiss.downcast_index(index).k_factor,
-        "threads": faiss.omp_get_max_threads(),
+        "threads": faiss.omp_get_max_threads(), "sweep": sweep,
     }  # fmt: skip
     print(json.dumps(result))
 
@@ -445,6 +460,11 @@ def store_section(rows: int) -> None:
         f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
     )
     print(f"  recall@10 against exact search, {RECALL_QUERIES} queries: {r['recall']:.3f}")
+    print(f"  other search settings of the same store (* = its defaults), recall@10 of {RECALL_QUERIES} queries:")
+    print(f"  {'nprobe':>7} {'refine':>6} {'recall@10':>9} {'p50 ms':>7} {'p99 ms':>7}")
+    for cells, factor, recall, p50, p99 in r["sweep"]:
+        mark = "*" if (cells, factor) == (r["nprobe"], r["k_factor"]) else " "
+        print(f"  {cells:>6}{mark} {factor:>6} {recall:>9.3f} {p50:>7.1f} {p99:>7.1f}")
 
 
 def main() -> None:
