@@ -26,7 +26,7 @@ import contextlib
 import enum
 import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -109,34 +109,35 @@ def pq_bytes(dimension: int) -> int:
     return max(m for m in range(1, max(1, dimension // 8) + 1) if dimension % m == 0)
 
 
-def _train_sample(vectors: np.ndarray, size: int) -> np.ndarray:
-    """``size`` rows drawn without replacement (seeded, so a build is repeatable), or all of them."""
+def train_positions(rows: int, settings: AnnSettings) -> np.ndarray:
+    """The rows (sorted) an ivfpq index over ``rows`` vectors trains on: a seeded sample, so a build is
+    repeatable, of at least ``pq_train_rows`` and 64 rows per cell, or all rows. A caller streaming its
+    vectors in chunks picks these rows out in a first pass (:func:`train_ivfpq`)."""
     import numpy as np
 
-    if size >= len(vectors):
-        return vectors
-    chosen = np.sort(np.random.default_rng(0).choice(len(vectors), size=size, replace=False))
-    return vectors[chosen]
+    size = max(settings.pq_train_rows, settings.lists_for(rows) * settings.ivf_train_per_list)
+    if size >= rows:
+        return np.arange(rows)
+    return np.sort(np.random.default_rng(0).choice(rows, size=size, replace=False))
 
 
-def _ivfpq(vectors: np.ndarray, settings: AnnSettings) -> faiss.Index:
-    """IVF-PQ candidates re-ranked on 8-bit scalar-quantized vectors (FAISS ``IndexRefine``).
+def train_ivfpq(sample: np.ndarray, rows: int, settings: AnnSettings) -> faiss.Index:
+    """An empty ivfpq index for ``rows`` vectors, trained on ``sample`` (the rows of :func:`train_positions`).
 
-    The product-quantized codes find ``refine_factor`` times the rows asked
-    for; their 8-bit vectors (a byte per dimension) rank them again, so
-    recall and scores come close to exact search (cosines within about 0.005)
-    while a row takes ``pq_bytes + dimension`` bytes instead of
-    ``4 x dimension``. Trained on a seeded sample; rows are added in chunks of
-    :data:`ADD_CHUNK`. Fewer than 39 x 256 training rows cannot train 8-bit
-    codes: small collections get fewer bits (down to 1), so the type works at
-    any size, but it is meant for hundreds of thousands of rows and more.
+    IVF-PQ candidates re-ranked on 8-bit scalar-quantized vectors (FAISS ``IndexRefine``): the
+    product-quantized codes find ``refine_factor`` times the rows asked for; their 8-bit vectors (a
+    byte per dimension) rank them again, so recall and scores come close to exact search (cosines
+    within about 0.005) while a row takes ``pq_bytes + dimension`` bytes instead of
+    ``4 x dimension``. Fewer than 39 x 256 training rows cannot train 8-bit codes: small collections
+    get fewer bits (down to 1), so the type works at any size, but it is meant for hundreds of
+    thousands of rows and more. Rows go in with :func:`add_chunks`.
     """
     import faiss
     import numpy as np
 
-    rows, dimension = vectors.shape
+    sample = np.ascontiguousarray(sample, dtype=np.float32)
+    dimension = sample.shape[1]
     lists = settings.lists_for(rows)
-    sample = _train_sample(vectors, max(settings.pq_train_rows, lists * settings.ivf_train_per_list))
     if len(sample) < 2:  # one row: k-means needs two points for its two code values
         sample = np.repeat(sample, 2, axis=0)
     per_value = len(sample) // 39  # FAISS wants 39 training rows per code value
@@ -148,11 +149,32 @@ def _ivfpq(vectors: np.ndarray, settings: AnnSettings) -> faiss.Index:
     fine = faiss.IndexScalarQuantizer(dimension, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
     index = faiss.IndexRefine(coarse, fine)  # faiss's Python keeps coarse and fine alive with it
     index.train(sample)
-    for start in range(0, rows, ADD_CHUNK):
-        index.add(vectors[start : start + ADD_CHUNK])
     coarse.nprobe = settings.probe_for(lists, compressed=True)
     index.k_factor = settings.refine_factor
     return index
+
+
+def add_chunks(index: faiss.Index, chunks: Iterable[np.ndarray]) -> faiss.Index:
+    """Add each chunk of rows (float32, unit length) to ``index``, at most :data:`ADD_CHUNK` rows a call.
+
+    The result does not depend on how the rows are cut: a chunked build of a collection too large
+    for memory (benchmarks/bench_scale.py ``--store-rows``) equals the one-shot build.
+    """
+    import numpy as np
+
+    for chunk in chunks:
+        chunk = np.ascontiguousarray(chunk, dtype=np.float32)
+        for start in range(0, len(chunk), ADD_CHUNK):
+            index.add(chunk[start : start + ADD_CHUNK])
+    return index
+
+
+def _ivfpq(vectors: np.ndarray, settings: AnnSettings) -> faiss.Index:
+    """:func:`train_ivfpq` on the seeded sample of ``vectors``, then every row added (:func:`add_chunks`)."""
+    rows = len(vectors)
+    positions = train_positions(rows, settings)
+    sample = vectors if len(positions) == rows else vectors[positions]
+    return add_chunks(train_ivfpq(sample, rows, settings), [vectors])
 
 
 def build_index(

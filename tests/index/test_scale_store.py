@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -14,7 +15,15 @@ from faq_search.index.faq_index import FaqIndex
 from faq_search.index.lexical import HybridSettings
 from faq_search.index.pool_lexical import PoolLexicon
 from faq_search.index.ranking import LEXICAL_POOL, pools
-from faq_search.index.store import AnnSettings, IndexType, VectorStore, pq_bytes
+from faq_search.index.store import (
+    AnnSettings,
+    IndexType,
+    VectorStore,
+    add_chunks,
+    pq_bytes,
+    train_ivfpq,
+    train_positions,
+)
 from tests.conftest import FakeEncoder
 
 
@@ -61,6 +70,28 @@ def test_ivfpq_is_compact_and_its_refined_pool_finds_what_exact_search_finds() -
     loaded = VectorStore(VectorStore.index_from_bytes(store.to_bytes()), rows, ["answer"] * 8_000)
     assert loaded.index_type is IndexType.IVFPQ
     assert [h.row for h in loaded.search(queries[:3], 10)[0]] == [h.row for h in store.search(queries[:3], 10)[0]]
+
+
+def test_an_ivfpq_built_from_streamed_chunks_equals_the_one_shot_build() -> None:
+    rng = np.random.default_rng(5)
+    data = unit_rows(rng, 3_020, 32)
+    vectors, queries = data[:3_000], data[3_000:]
+    settings = AnnSettings(ivf_lists=16, pq_train_rows=1_000)  # trains on 1,024 of the 3,000 rows
+    positions = train_positions(3_000, settings)
+    assert len(positions) == 1_024 and np.all(np.diff(positions) > 0)
+    bounds = [0, 700, 701, 1_900, 3_000]  # uneven chunks, one of a single row, as a stream would cut them
+    chunks = [vectors[a:b] for a, b in itertools.pairwise(bounds)]
+    picked = [
+        chunk[positions[(positions >= a) & (positions < b)] - a]
+        for a, b, chunk in zip(bounds, bounds[1:], chunks, strict=False)
+    ]
+    streamed = add_chunks(train_ivfpq(np.concatenate(picked), 3_000, settings), iter(chunks))
+    one_shot = VectorStore.build(vectors, np.arange(3_000), ["answer"] * 3_000, "ivfpq", settings)
+    import faiss
+
+    assert faiss.serialize_index(streamed).tobytes() == one_shot.to_bytes()  # same codebooks, codes, lists
+    chunked = VectorStore(streamed, np.arange(3_000), ["answer"] * 3_000)
+    assert chunked.search(queries, 10) == one_shot.search(queries, 10)
 
 
 @pytest.mark.parametrize("rows", [1, 2, 7, 300])
