@@ -211,14 +211,19 @@ def _digest(data: Content) -> str:
     return digest.hexdigest()
 
 
-def _map_at(dir_fd: int, name: str, target: Path) -> Content:
-    """A read-only mapping of a bundle file (its bytes when it is empty: an empty file cannot be mapped)."""
+def _open_at(dir_fd: int, name: str, target: Path) -> int:
+    """A read-only descriptor of a bundle file (never through a symlink), or a BundleError naming the file."""
     try:
-        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0), dir_fd=dir_fd)
+        return os.open(name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0), dir_fd=dir_fd)
     except FileNotFoundError:
         raise BundleError(f"{target / name} is missing; the index is incomplete, rebuild it") from None
     except OSError as exc:
         raise BundleError(f"{target / name} cannot be read ({exc.strerror}); rebuild the index") from None
+
+
+def _map_at(dir_fd: int, name: str, target: Path) -> Content:
+    """A read-only mapping of a bundle file (its bytes when it is empty: an empty file cannot be mapped)."""
+    fd = _open_at(dir_fd, name, target)
     try:
         if os.fstat(fd).st_size == 0:
             return b""
@@ -230,13 +235,7 @@ def _map_at(dir_fd: int, name: str, target: Path) -> Content:
 
 
 def _read_at(dir_fd: int, name: str, target: Path) -> bytes:
-    try:
-        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0), dir_fd=dir_fd)
-    except FileNotFoundError:
-        raise BundleError(f"{target / name} is missing; the index is incomplete, rebuild it") from None
-    except OSError as exc:
-        raise BundleError(f"{target / name} cannot be read ({exc.strerror}); rebuild the index") from None
-    with os.fdopen(fd, "rb") as handle:
+    with os.fdopen(_open_at(dir_fd, name, target), "rb") as handle:
         return handle.read()
 
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import io
 import json
+from abc import abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 import numpy as np
 
@@ -31,6 +32,28 @@ FIELD_CODES = ("question", "answer")
 
 COLUMNAR_ENTRIES = 50_000
 """FAQs of at least this many entries are saved in the columnar layout; smaller ones keep readable JSON."""
+
+
+T = TypeVar("T")
+
+
+class LazySequence(Sequence[T]):
+    """A read-only sequence that makes an item when it is read: subclasses give ``__len__`` and :meth:`item`."""
+
+    @abstractmethod
+    def item(self, position: int) -> T:
+        """The item at ``position`` (negative counts from the end; IndexError outside)."""
+
+    @overload
+    def __getitem__(self, position: int) -> T: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> list[T]: ...
+
+    def __getitem__(self, position: int | slice) -> T | list[T]:
+        if isinstance(position, slice):
+            return [self.item(i) for i in range(*position.indices(len(self)))]
+        return self.item(position)
 
 
 class LazyColumn:
@@ -87,7 +110,7 @@ def entries_arrow(entries: Sequence[FaqEntry]) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
-class ColumnarEntries(LazyColumn, Sequence[FaqEntry]):
+class ColumnarEntries(LazyColumn, LazySequence[FaqEntry]):
     """The entries of a mapped ``entries.arrow``: a read-only sequence decoding an entry when it is read."""
 
     def __init__(self, data: Content, name: str = "entries.arrow") -> None:
@@ -106,15 +129,7 @@ class ColumnarEntries(LazyColumn, Sequence[FaqEntry]):
     def __len__(self) -> int:
         return int(self._table.num_rows)
 
-    @overload
-    def __getitem__(self, position: int) -> FaqEntry: ...
-
-    @overload
-    def __getitem__(self, position: slice) -> list[FaqEntry]: ...
-
-    def __getitem__(self, position: int | slice) -> FaqEntry | list[FaqEntry]:
-        if isinstance(position, slice):
-            return [self[i] for i in range(*position.indices(len(self)))]
+    def item(self, position: int) -> FaqEntry:
         if position < 0:
             position += len(self)
         if not 0 <= position < len(self):
@@ -170,7 +185,7 @@ def _entry(values: dict[str, Any]) -> FaqEntry:
     )
 
 
-class CodedStrings(LazyColumn, Sequence[str]):
+class CodedStrings(LazyColumn, LazySequence[str]):
     """Strings stored as a uint8 code per row (``codes[i]`` indexes ``names``), or as fixed-width ASCII."""
 
     def __init__(self, values: np.ndarray, names: Sequence[str] | None = None) -> None:
@@ -180,15 +195,7 @@ class CodedStrings(LazyColumn, Sequence[str]):
     def __len__(self) -> int:
         return len(self.values)
 
-    @overload
-    def __getitem__(self, position: int) -> str: ...
-
-    @overload
-    def __getitem__(self, position: slice) -> list[str]: ...
-
-    def __getitem__(self, position: int | slice) -> str | list[str]:
-        if isinstance(position, slice):
-            return [self[i] for i in range(*position.indices(len(self)))]
+    def item(self, position: int) -> str:
         value = self.values[position]
         return self.names[int(value)] if self.names is not None else bytes(value).decode("ascii")
 

@@ -23,11 +23,11 @@ import math
 import threading
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faq_search.index.columnar import take_entries
+from faq_search.index.columnar import LazySequence, take_entries
 from faq_search.index.lexical import analyse, entry_document, stopword_set
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ TOKENS_KEPT = 200_000
 """Entries whose tokens are kept between questions; past it the cache starts again (about 200 MB)."""
 
 
-class EntryDocuments(Sequence[str]):
+class EntryDocuments(LazySequence[str]):
     """Each entry's BM25 document (its questions, where indexed, and its answer), made when read."""
 
     def __init__(self, entries: Sequence[FaqEntry], with_questions: bool) -> None:
@@ -54,22 +54,15 @@ class EntryDocuments(Sequence[str]):
     def __len__(self) -> int:
         return len(self.entries)
 
-    @overload
-    def __getitem__(self, position: int) -> str: ...
-    @overload
-    def __getitem__(self, position: slice) -> list[str]: ...
-    def __getitem__(self, position: int | slice) -> str | list[str]:
-        if isinstance(position, slice):
-            return [self[i] for i in range(*position.indices(len(self)))]
-        entry = self.entries[position]
-        return entry_document(entry.questions if self.with_questions else (), entry.answer)
+    def item(self, position: int) -> str:
+        return self._document(self.entries[position])
 
     def take(self, positions: Sequence[int]) -> list[str]:
         """The documents at ``positions``, decoded together where the entries allow (a columnar table)."""
-        return [
-            entry_document(e.questions if self.with_questions else (), e.answer)
-            for e in take_entries(self.entries, positions)
-        ]
+        return [self._document(e) for e in take_entries(self.entries, positions)]
+
+    def _document(self, entry: FaqEntry) -> str:
+        return entry_document(entry.questions if self.with_questions else (), entry.answer)
 
 
 class PoolLexicon:
