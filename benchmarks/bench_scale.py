@@ -267,7 +267,7 @@ def tradeoff(flat: FaqIndex, ivfpq: FaqIndex, questions: list[str]) -> None:
     coarse.nprobe, refine.k_factor = built
 
 
-def ray_section(data: Path, count: int, work: Path, texts: str = "answers") -> None:
+def ray_section(data: Path, count: int, work: Path, texts: str = "answers", rounds: int = 1) -> None:
     from faq_search.index.ray_build import index_on_ray
     from faq_search.index.update import update_bundle
 
@@ -290,31 +290,44 @@ def ray_section(data: Path, count: int, work: Path, texts: str = "answers") -> N
         update_bundle(work / "local", read_faq(source), full=True)
         return time.perf_counter() - started
 
-    first_local = local_run()
-    import ray
+    def ray_run() -> tuple[float, float]:
+        import ray
 
-    started = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    startup = time.perf_counter() - started
-    try:
+        shutil.rmtree(work / "ray", ignore_errors=True)
         started = time.perf_counter()
-        index_on_ray(work / "ray", source)
-        on_ray = time.perf_counter() - started
-    finally:
-        ray.shutdown()
-    local = min(first_local, local_run())  # before and after the Ray run: the machine's load moves
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        startup = time.perf_counter() - started
+        try:
+            started = time.perf_counter()
+            index_on_ray(work / "ray", source)
+            return time.perf_counter() - started, startup
+        finally:
+            ray.shutdown()
+
+    rows = sum(1 + len(e.questions) for e in entries)
+    kind = "answers + questions" if texts == "answers" else "the shared sets' questions as answers"
+    print(f"\nRay engine, {count:,} entries ({rows:,} texts: {kind}), real model, 2 CPUs, {rounds} round(s):")
+    locals_, rays = [], []
+    for round_ in range(rounds):  # the order alternates, so a load that moves during the run hits both
+        for engine in ("local", "ray") if round_ % 2 == 0 else ("ray", "local"):
+            load = os.getloadavg()[0]
+            if engine == "local":
+                locals_.append(local_run())
+                print(f"  round {round_ + 1} local {locals_[-1]:7.1f} s (load before {load:.2f})", flush=True)
+            else:
+                on_ray, startup = ray_run()
+                rays.append(on_ray)
+                print(
+                    f"  round {round_ + 1} Ray   {on_ray:7.1f} s + start-up {startup:.1f} s (load before {load:.2f})",
+                    flush=True,
+                )
     same = all(
         (work / "local" / p.relative_to(work / "ray")).read_bytes() == p.read_bytes()
         for p in (work / "ray").rglob("*")
         if p.is_file() and p.name != "manifest.json"
     )
-    rows = sum(1 + len(e.questions) for e in entries)
-    kind = "answers + questions" if texts == "answers" else "the shared sets' questions as answers"
-    print(f"\nRay engine, {count:,} entries ({rows:,} texts: {kind}), real model, 2 CPUs:")
-    print(
-        f"  local {local:.1f} s (best of a run before and one after), "
-        f"Ray (2 actors) {on_ray:.1f} s + start-up {startup:.1f} s"
-    )
+    local, on_ray = min(locals_), min(rays)
+    print(f"  best: local {local:.1f} s, Ray (2 one-thread actors) {on_ray:.1f} s")
     print(f"  overhead {100 * (on_ray / local - 1):+.0f}% (start-up excluded); bundles equal file by file: {same}")
 
 
@@ -482,6 +495,9 @@ def main() -> None:
         default="answers",
         help="the Ray section's entries: real answers with their questions, or one short question-length text each",
     )
+    parser.add_argument(
+        "--ray-rounds", type=int, default=1, help="local and Ray runs of the Ray section, in alternating order"
+    )
     parser.add_argument("--store-rows", type=int, default=0, help="vectors in the ivfpq-store-alone run; 0 to skip")
     parser.add_argument("--child-load", help=argparse.SUPPRESS)
     parser.add_argument("--child-store", type=int, help=argparse.SUPPRESS)
@@ -507,7 +523,7 @@ def main() -> None:
         if args.entries:
             bundles_section(data, args.entries, work, real_questions(data))
         if args.ray_entries:
-            ray_section(data, args.ray_entries, work, args.ray_texts)
+            ray_section(data, args.ray_entries, work, args.ray_texts, args.ray_rounds)
         if args.store_rows:
             store_section(args.store_rows)
     finally:
