@@ -257,7 +257,7 @@ def tradeoff(flat: FaqIndex, ivfpq: FaqIndex, questions: list[str]) -> None:
     print(f"\nivfpq search settings ({lists} lists; * = the defaults it was built with), {len(questions)} questions:")
     print(f"{'nprobe':>7} {'refine':>6} {'recall@10':>9} {'p50 ms':>7} {'p99 ms':>7}")
     for probe in sorted({max(1, lists // 12), max(1, lists // 6), max(1, lists // 3), built[0]}):
-        for factor in (4, 8, 16):
+        for factor in sorted({8, 16, 32, built[1]}):
             coarse.nprobe, refine.k_factor = probe, factor
             found = [{m.entry.id for m in ivfpq.ask(q, k=10)} for q in questions]
             recall = float(np.mean([len(a & b) / max(1, len(a)) for a, b in zip(exact, found, strict=True)]))
@@ -419,8 +419,9 @@ def child_store(rows: int) -> None:
     faiss.write_index(index, faiss.PyCallbackIOWriter(count))  # type: ignore[attr-defined]
     coarse, refine = faiss.extract_index_ivf(index), faiss.downcast_index(index)
     built, sweep = (coarse.nprobe, refine.k_factor), []
-    for cells in sorted({max(1, built[0] // 8), max(1, built[0] // 4), max(1, built[0] // 2), built[0]}):
-        for factor in (16, 32):  # what the store would give with other search settings (set on the index)
+    lists = coarse.nlist
+    for cells in sorted({max(1, lists // 24), max(1, lists // 12), max(1, lists // 8), max(1, lists // 6), built[0]}):
+        for factor in (16, 32, 64, 128):  # what the store would give with other search settings (set on the index)
             coarse.nprobe, refine.k_factor = cells, factor
             found = store.search(probe, 10)
             hit = float(
