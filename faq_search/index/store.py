@@ -85,8 +85,9 @@ class AnnSettings:
     ivf_probe: int | None = None
     ivf_train_per_list: int = 64
     pq_train_rows: int = 65_536  # ivfpq: at least this many rows (or all) train the codebooks
-    refine_factor: int = 32  # ivfpq: candidates from the codes per row asked for, re-ranked on 8-bit vectors
+    refine_factor: int = 64  # ivfpq: candidates from the codes per row asked for, re-ranked on 8-bit vectors
     pq_probe_share: int = 6  # ivfpq: a 1/pq_probe_share of the cells scanned per query (ivf_probe overrides)
+    pq_max_probe: int = 256  # ivfpq: ... but at most this many cells
     pq_bits: int = 4  # ivfpq: 4 = fast-scan codes (IndexIVFPQFastScan), 8 = the former 8-bit codes (IndexIVFPQ)
 
     def lists_for(self, rows: int) -> int:
@@ -96,15 +97,20 @@ class AnnSettings:
         return max(1, min(round(math.sqrt(rows)), rows // 39))
 
     def probe_for(self, lists: int, compressed: bool = False) -> int:
-        """Cells scanned per query: ``ivf_probe``, else a twelfth (``ivf``) or a sixth (``ivfpq``), at least 32.
+        """Cells scanned per query: ``ivf_probe``, else a twelfth (``ivf``) or a sixth (``ivfpq``, at most
+        ``pq_max_probe``), at least 32.
 
         ivfpq scans more: its codes rank less exactly, so its true neighbours spread over more
-        cells' candidates. Measured by benchmarks/bench_scale.py (fused recall@10 against exact
-        flat search and latency per nprobe and refine factor; docs/scale.md).
+        cells' candidates. But past a few hundred cells its recall stops growing while the scan
+        grows with the rows (a sixth of 10M rows is 1.7M codes): there the codes' ranking, not the
+        cells, limits it. Measured by benchmarks/bench_scale.py (recall@10 against exact search and
+        latency per nprobe and refine factor, at 1M fused and at 10M for the store; docs/scale.md).
         """
         if self.ivf_probe is not None:
             return max(1, min(self.ivf_probe, lists))
-        return min(lists, max(32, lists // (self.pq_probe_share if compressed else 12)))
+        if compressed:
+            return min(lists, max(32, min(lists // self.pq_probe_share, self.pq_max_probe)))
+        return min(lists, max(32, lists // 12))
 
 
 def build_index(
