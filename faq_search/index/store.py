@@ -71,11 +71,13 @@ class AnnSettings:
     ``ivf_train_per_list`` rows per cell. On the clustered million vectors of
     benchmarks/bench_ann.py the defaults give HNSW recall@10 0.97 at about a
     millisecond per query, IVF 0.96 at about 7 ms with a build more than ten
-    times faster (docs/performance.md). ivfpq: a sixth of the cells and a
-    refine factor of 16, chosen from the recall/latency table of
-    benchmarks/bench_scale.py (docs/scale.md): fused recall@10 0.956 at 1M
-    entries against 0.862 with IVF's twelfth and a factor of 4, at about the
-    same latency.
+    times faster (docs/performance.md). ivfpq (4-bit fast-scan codes): a sixth
+    of the cells, at most 256, and a refine factor of 64, chosen from the
+    recall/latency tables of benchmarks/bench_scale.py (docs/scale.md): at 10M
+    rows past about 260 cells recall no longer grows while the scan does, and
+    the refine factor buys the recall the 4-bit codes lose (0.70 -> 0.83 ->
+    0.87 from 16 to 64 to 128 at 10M); 64 keeps ask's 100-row search (6,400
+    candidates re-ranked) cheap at 1M.
     """
 
     hnsw_m: int = 16
