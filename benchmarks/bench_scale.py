@@ -21,7 +21,8 @@ What it measures, on this machine, as far as a shared two-core box allows in min
 4. ``--store-rows`` (default 0: skipped) synthetic vectors in an ``ivfpq`` store alone, built
    from streamed chunks in a fresh process (10M float32 vectors would be 15 GB): build time,
    peak and final resident memory, index bytes, search p50/p99 and recall@10 against exact
-   search (computed chunk by chunk while the rows are added).
+   search (computed chunk by chunk while the rows are added), for ``k=10`` and for the 100-row
+   search ``ask`` makes with BM25 fusion, and a table of other nprobe and refine factors.
 
     python benchmarks/bench_scale.py                      # 1M entries, about 15 minutes here
     python benchmarks/bench_scale.py --entries 200000 --ray-entries 0
