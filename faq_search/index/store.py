@@ -32,15 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from faq_search.encoding.settings import choice
 from faq_search.errors import BundleError, InputError
-from faq_search.index.store_ivfpq import (
-    ADD_CHUNK,
-    add_chunks,
-    build_ivfpq,
-    pq_bytes,
-    refine_params,
-    train_ivfpq,
-    train_positions,
-)
+from faq_search.index.store_ivfpq import ADD_CHUNK, add_chunks, build_ivfpq, pq_bytes, train_ivfpq, train_positions
 
 __all__ = [  # the ivfpq build functions live in store_ivfpq; callers import them from here too
     "ADD_CHUNK", "INDEX_TYPES", "AnnSettings", "Hit", "IndexType", "VectorStore", "add_chunks", "build_index",
@@ -212,7 +204,6 @@ class VectorStore:
         self.max_rows_per_entry = int(counts.max()) if counts.size else 0
         self._rows_by_entry: tuple[np.ndarray, np.ndarray] | None = None  # (rows sorted by entry, starts)
         self._lock = threading.Lock()
-        self._refined = self.index_type is IndexType.IVFPQ  # an IndexRefine: its re-ranked pool may be capped
 
     @classmethod
     def build(
@@ -268,15 +259,11 @@ class VectorStore:
             return [[] for _ in range(len(queries))]
         fetch = min(len(self), k * self.max_rows_per_entry)
         while True:
-            scores, rows = search_index(self.index, queries, fetch, self._refine_params(fetch))
+            scores, rows = search_index(self.index, queries, fetch)
             results = [self.entry_hits(s, r, k) for s, r in zip(scores, rows, strict=True)]
             if fetch >= len(self) or all(len(hits) >= k for hits in results):
                 return results
             fetch = min(len(self), fetch * 4)
-
-    def _refine_params(self, fetch: int) -> Any:
-        """ivfpq: a search's re-ranked pool capped (:func:`.store_ivfpq.refine_params`), else ``None``."""
-        return refine_params(self.index, fetch) if self._refined else None
 
     def entry_scores(self, query: np.ndarray, entries: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """One query's score of each of ``entries`` (its best row) and that row, computed directly.

@@ -35,14 +35,6 @@ ADD_CHUNK = 100_000
 FAST_SCAN_BLOCK = 32
 """Rows a fast-scan block holds (FAISS's ``bbs``): codes are packed and scanned 32 at a time."""
 
-REFINE_POOL = 1_600
-"""The most candidates a fast-scan ivfpq search re-ranks on its 8-bit vectors (the refine factor
-shrinks for large ``k``). Each candidate is a random read of a 384-byte row; past about this many
-a query's reads outgrow the CPU caches and the time jumps (benchmarks/bench_scale.py
-``--store-rows``: ask's 100-row search at 1M with 6,400 candidates took 8.4 ms, several times the
-10-row search with 640), for recall@10 that no longer moves. 1,600 is what the former 8-bit
-layout re-ranked for ask's 100-row search (factor 16); bundles of that layout search as built."""
-
 MIN_ROWS_PER_CODE_VALUE = 39
 """FAISS's minimum training rows per k-means centroid (fewer gives a warning and poor codebooks)."""
 
@@ -137,18 +129,3 @@ def build_ivfpq(vectors: np.ndarray, settings: AnnSettings) -> faiss.Index:
     positions = train_positions(rows, settings)
     sample = vectors if len(positions) == rows else vectors[positions]
     return add_chunks(train_ivfpq(sample, rows, settings), [vectors])
-
-
-def refine_params(index: faiss.Index, fetch: int) -> faiss.SearchParameters | None:
-    """Search parameters that keep a fast-scan ivfpq search of ``fetch`` rows to :data:`REFINE_POOL`
-    re-ranked candidates; ``None`` (the index's own factor) for other indexes and small ``fetch``."""
-    import faiss
-
-    refine = faiss.downcast_index(index)
-    if not isinstance(refine, faiss.IndexRefine) or refine.k_factor * fetch <= REFINE_POOL:
-        return None
-    if not isinstance(faiss.downcast_index(refine.base_index), faiss.IndexIVFPQFastScan):
-        return None
-    params = faiss.IndexRefineSearchParameters()
-    params.k_factor = max(1.0, REFINE_POOL / fetch)
-    return params

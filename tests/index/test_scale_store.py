@@ -213,38 +213,3 @@ def test_the_pool_lexicon_reads_only_the_candidates_entries() -> None:
     scores = lexicon.scores("parcels question", [3, 500, 999], pool=100)
     assert sorted(Counted.read) == [3, 500, 999] and scores.shape == (3,) and (scores > 0).all()
     assert EntryDocuments(entries, with_questions=False)[3] == "Answer 3 about parcels."
-
-
-def test_a_fast_scan_search_re_ranks_at_most_refine_pool_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A large ``k`` times the refine factor would re-rank thousands of 8-bit rows: the pool is capped."""
-    import faiss
-
-    from faq_search.index import store_ivfpq
-
-    rng = np.random.default_rng(9)
-    data = unit_rows(rng, 6_005, 32)
-    vectors, queries = data[:6_000], data[6_000:]
-    new = VectorStore.build(vectors, np.arange(6_000), ["answer"] * 6_000, "ivfpq")
-    old = VectorStore.build(vectors, np.arange(6_000), ["answer"] * 6_000, "ivfpq", AnnSettings(pq_bits=8))
-    factor = faiss.downcast_index(new.index).k_factor
-    assert new._refine_params(10) is None  # 10 x 64 candidates: under the cap
-    capped = new._refine_params(100)
-    assert capped is not None and capped.k_factor * 100 == store_ivfpq.REFINE_POOL < factor * 100
-    assert old._refine_params(1_000) is None  # the former layout searches as it was built
-    from faq_search.index import store as store_module
-
-    factors: list[float] = []
-    original = store_module.search_index
-
-    def spy(index, queries, k, params=None):  # type: ignore[no-untyped-def]
-        factors.append(params.k_factor if params is not None else faiss.downcast_index(index).k_factor)
-        return original(index, queries, k, params)
-
-    monkeypatch.setattr(store_module, "search_index", spy)
-    hits = new.search(queries, 100)
-    expected = [store_ivfpq.REFINE_POOL / 100, factor]
-    monkeypatch.setattr(store_ivfpq, "REFINE_POOL", 10**9)
-    uncapped = new.search(queries, 100)
-    assert factors == expected and [len(h) for h in hits] == [100] * 5
-    top = [len({h.row for h in a[:10]} & {h.row for h in b[:10]}) / 10 for a, b in zip(hits, uncapped, strict=True)]
-    assert np.mean(top) >= 0.9  # yet the capped pool still holds the best rows
