@@ -21,7 +21,8 @@ What it measures, on this machine, as far as a shared two-core box allows in min
 4. ``--store-rows`` (default 0: skipped) synthetic vectors in an ``ivfpq`` store alone, built
    from streamed chunks in a fresh process (10M float32 vectors would be 15 GB): build time,
    peak and final resident memory, index bytes, search p50/p99 and recall@10 against exact
-   search (computed chunk by chunk while the rows are added).
+   search (computed chunk by chunk while the rows are added), for ``k=10`` and for the 100-row
+   search ``ask`` makes with BM25 fusion, and a table of other nprobe and refine factors.
 
     python benchmarks/bench_scale.py                      # 1M entries, about 15 minutes here
     python benchmarks/bench_scale.py --entries 200000 --ray-entries 0
@@ -49,6 +50,7 @@ from shared_data import add_data_option, require_sets
 
 from faq_search.corpus import FaqEntry, read_faq
 from faq_search.encoding.settings import EncoderIdentity, EncoderSettings
+from faq_search.index.confidence import POOL
 from faq_search.index.faq_index import FaqIndex
 from faq_search.index.lexical import HybridSettings
 from faq_search.index.manifest import IndexManifest
@@ -257,7 +259,7 @@ def tradeoff(flat: FaqIndex, ivfpq: FaqIndex, questions: list[str]) -> None:
     print(f"\nivfpq search settings ({lists} lists; * = the defaults it was built with), {len(questions)} questions:")
     print(f"{'nprobe':>7} {'refine':>6} {'recall@10':>9} {'p50 ms':>7} {'p99 ms':>7}")
     for probe in sorted({max(1, lists // 12), max(1, lists // 6), max(1, lists // 3), built[0]}):
-        for factor in (4, 8, 16):
+        for factor in sorted({16, 32, 64, built[1]}):
             coarse.nprobe, refine.k_factor = probe, factor
             found = [{m.entry.id for m in ivfpq.ask(q, k=10)} for q in questions]
             recall = float(np.mean([len(a & b) / max(1, len(a)) for a, b in zip(exact, found, strict=True)]))
@@ -422,6 +424,15 @@ def child_store(rows: int) -> None:
         begun = time.perf_counter()
         store.search(query[None], 10)
         timings.append((time.perf_counter() - begun) * 1000)
+    pool = [h.row for f in store.search(probe, POOL)[: len(probe)] for h in f[:10]]  # as ask searches with fusion
+    pool_recall = float(
+        np.mean([len(set(pool[10 * i : 10 * i + 10]) & set(t.tolist())) / 10 for i, t in enumerate(best_rows)])
+    )
+    pool_times = []
+    for query in queries:
+        begun = time.perf_counter()
+        store.search(query[None], POOL)
+        pool_times.append((time.perf_counter() - begun) * 1000)
     size = 0
 
     def count(chunk: bytes) -> int:
@@ -432,8 +443,9 @@ def child_store(rows: int) -> None:
     faiss.write_index(index, faiss.PyCallbackIOWriter(count))  # type: ignore[attr-defined]
     coarse, refine = faiss.extract_index_ivf(index), faiss.downcast_index(index)
     built, sweep = (coarse.nprobe, refine.k_factor), []
-    for cells in sorted({max(1, built[0] // 8), max(1, built[0] // 4), max(1, built[0] // 2), built[0]}):
-        for factor in (16, 32):  # what the store would give with other search settings (set on the index)
+    lists = coarse.nlist
+    for cells in sorted({max(1, lists // 24), max(1, lists // 12), max(1, lists // 8), max(1, lists // 6), built[0]}):
+        for factor in (16, 32, 64, 128):  # what the store would give with other search settings (set on the index)
             coarse.nprobe, refine.k_factor = cells, factor
             found = store.search(probe, 10)
             hit = float(
@@ -451,7 +463,8 @@ def child_store(rows: int) -> None:
         "exact_s": exact_s, "base_mb": base_mb, "peak_mb": peak_mb, "final_mb": final_mb, "index_mb": size / 2**20,
         "p50_ms": statistics.median(timings), "p99_ms": float(np.percentile(timings, 99)), "recall": recall,
         "nlist": coarse.nlist, "nprobe": coarse.nprobe, "k_factor": faiss.downcast_index(index).k_factor,
-        "threads": faiss.omp_get_max_threads(), "sweep": sweep,
+        "threads": faiss.omp_get_max_threads(), "sweep": sweep, "pool_recall": pool_recall,
+        "pool_p50_ms": statistics.median(pool_times), "pool_p99_ms": float(np.percentile(pool_times, 99)),
     }  # fmt: skip
     print(json.dumps(result))
 
@@ -478,6 +491,10 @@ def store_section(rows: int) -> None:
         f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
     )
     print(f"  recall@10 against exact search, {RECALL_QUERIES} queries: {r['recall']:.3f}")
+    print(
+        f"  the {POOL}-row search ask makes with BM25 fusion (its dense pool): p50 {r['pool_p50_ms']:.1f} ms, "
+        f"p99 {r['pool_p99_ms']:.1f} ms; recall@10 of its first 10 rows {r['pool_recall']:.3f}"
+    )
     print(f"  other search settings of the same store (* = its defaults), recall@10 of {RECALL_QUERIES} queries:")
     print(f"  {'nprobe':>7} {'refine':>6} {'recall@10':>9} {'p50 ms':>7} {'p99 ms':>7}")
     for cells, factor, recall, p50, p99 in r["sweep"]:

@@ -9,12 +9,12 @@ hundred thousand rows), and for large collections the approximate ``hnsw``
 (a graph, FAISS ``IndexHNSWFlat``) and ``ivf`` (inverted lists over k-means
 cells, FAISS ``IndexIVFFlat``). Both keep the full float32 vectors, so scores
 are exact cosines; what they approximate is *which* rows are looked at.
-``ivfpq`` compresses: FAISS ``IndexIVFPQ`` codes of :func:`pq_bytes` bytes
-(48 for 384 dimensions) find candidates, which 8-bit scalar-quantized copies
-(a byte per dimension) rank again (``IndexRefine``), so a row takes 432 bytes
-instead of 1,536 and ten million rows about 4.3 GB; its scores are cosines of
-the 8-bit vectors (within about 0.005), and it keeps no exact vectors, so an
-update re-embeds every text (the resume cache still works). Search
+``ivfpq`` compresses (:mod:`.store_ivfpq`): FAISS's 4-bit fast-scan IVF-PQ codes
+of :func:`pq_bytes` bytes (48 for 384 dimensions) find candidates, which 8-bit
+scalar-quantized copies (a byte per dimension) rank again (``IndexRefine``),
+so a row takes 440 bytes instead of 1,536 and ten million rows about 4.4 GB;
+its scores are cosines of the 8-bit vectors (within about 0.005), and it keeps
+no exact vectors, so an update re-embeds every text (the resume cache still works). Search
 settings (``efSearch``, ``nprobe``) are part of FAISS's own file, so a loaded
 bundle searches as it was built. benchmarks/bench_ann.py and
 benchmarks/bench_scale.py measure build time, memory, recall@10 and latency.
@@ -26,12 +26,18 @@ import contextlib
 import enum
 import math
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from faq_search.encoding.settings import choice
 from faq_search.errors import BundleError, InputError
+from faq_search.index.store_ivfpq import ADD_CHUNK, add_chunks, build_ivfpq, pq_bytes, train_ivfpq, train_positions
+
+__all__ = [  # the ivfpq build functions live in store_ivfpq; callers import them from here too
+    "ADD_CHUNK", "INDEX_TYPES", "AnnSettings", "Hit", "IndexType", "VectorStore", "add_chunks", "build_index",
+    "one_thread", "pq_bytes", "search_index", "train_ivfpq", "train_positions",
+]  # fmt: skip
 
 if TYPE_CHECKING:  # imported where used: the CLI shows IndexType in --help without loading them
     import mmap
@@ -46,14 +52,11 @@ class IndexType(str, enum.Enum):
     FLAT = "flat"  # exact: every row is scored (IndexFlatIP)
     HNSW = "hnsw"  # approximate: a neighbour graph (IndexHNSWFlat); fastest queries at a million rows
     IVF = "ivf"  # approximate: k-means cells, a few scanned per query (IndexIVFFlat); fastest to build
-    IVFPQ = "ivfpq"  # approximate and compressed: k-means cells of product-quantized codes (IndexIVFPQ)
+    IVFPQ = "ivfpq"  # approximate and compressed: k-means cells of product-quantized codes, re-ranked (IndexRefine)
 
 
 INDEX_TYPES = tuple(kind.value for kind in IndexType)
 """Supported FAISS index layouts: ``flat`` is exact search, ``hnsw``, ``ivf`` and ``ivfpq`` approximate."""
-
-ADD_CHUNK = 100_000
-"""Rows added to an approximate index at a time, so a build never holds a second copy of every vector."""
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,13 @@ class AnnSettings:
     ``ivf_train_per_list`` rows per cell. On the clustered million vectors of
     benchmarks/bench_ann.py the defaults give HNSW recall@10 0.97 at about a
     millisecond per query, IVF 0.96 at about 7 ms with a build more than ten
-    times faster (docs/performance.md). ivfpq: a sixth of the cells and a
-    refine factor of 16, chosen from the recall/latency table of
-    benchmarks/bench_scale.py (docs/scale.md): fused recall@10 0.956 at 1M
-    entries against 0.862 with IVF's twelfth and a factor of 4, at about the
-    same latency.
+    times faster (docs/performance.md). ivfpq (4-bit fast-scan codes): a sixth
+    of the cells, at most 256, and a refine factor of 64, chosen from the
+    recall/latency tables of benchmarks/bench_scale.py (docs/scale.md): at 10M
+    rows past about 260 cells recall no longer grows while the scan does, and
+    the refine factor buys the recall the 4-bit codes lose (0.70 -> 0.83 ->
+    0.87 from 16 to 64 to 128 at 10M); 64 keeps ask's 100-row search (6,400
+    candidates re-ranked) cheap at 1M.
     """
 
     hnsw_m: int = 16
@@ -82,8 +87,10 @@ class AnnSettings:
     ivf_probe: int | None = None
     ivf_train_per_list: int = 64
     pq_train_rows: int = 65_536  # ivfpq: at least this many rows (or all) train the codebooks
-    refine_factor: int = 16  # ivfpq: candidates from the codes per row asked for, re-ranked on 8-bit vectors
+    refine_factor: int = 64  # ivfpq: candidates from the codes per row asked for, re-ranked on 8-bit vectors
     pq_probe_share: int = 6  # ivfpq: a 1/pq_probe_share of the cells scanned per query (ivf_probe overrides)
+    pq_max_probe: int = 256  # ivfpq: ... but at most this many cells
+    pq_bits: int = 4  # ivfpq: 4 = fast-scan codes (IndexIVFPQFastScan), 8 = the former 8-bit codes (IndexIVFPQ)
 
     def lists_for(self, rows: int) -> int:
         """IVF cells for ``rows`` vectors: about sqrt(rows), with at least 39 training rows per cell."""
@@ -92,89 +99,20 @@ class AnnSettings:
         return max(1, min(round(math.sqrt(rows)), rows // 39))
 
     def probe_for(self, lists: int, compressed: bool = False) -> int:
-        """Cells scanned per query: ``ivf_probe``, else a twelfth (``ivf``) or a sixth (``ivfpq``), at least 32.
+        """Cells scanned per query: ``ivf_probe``, else a twelfth (``ivf``) or a sixth (``ivfpq``, at most
+        ``pq_max_probe``), at least 32.
 
         ivfpq scans more: its codes rank less exactly, so its true neighbours spread over more
-        cells' candidates. Measured by benchmarks/bench_scale.py (fused recall@10 against exact
-        flat search and latency per nprobe and refine factor; docs/scale.md).
+        cells' candidates. But past a few hundred cells its recall stops growing while the scan
+        grows with the rows (a sixth of 10M rows is 1.7M codes): there the codes' ranking, not the
+        cells, limits it. Measured by benchmarks/bench_scale.py (recall@10 against exact search and
+        latency per nprobe and refine factor, at 1M fused and at 10M for the store; docs/scale.md).
         """
         if self.ivf_probe is not None:
             return max(1, min(self.ivf_probe, lists))
-        return min(lists, max(32, lists // (self.pq_probe_share if compressed else 12)))
-
-
-def pq_bytes(dimension: int) -> int:
-    """Bytes per ivfpq code: one 8-bit code per sub-vector of 8 dimensions (the largest divisor of the
-    dimension at most ``dimension // 8``): 384 -> 48, 64 -> 8, 12 -> 1."""
-    return max(m for m in range(1, max(1, dimension // 8) + 1) if dimension % m == 0)
-
-
-def train_positions(rows: int, settings: AnnSettings) -> np.ndarray:
-    """The rows (sorted) an ivfpq index over ``rows`` vectors trains on: a seeded sample, so a build is
-    repeatable, of at least ``pq_train_rows`` and 64 rows per cell, or all rows. A caller streaming its
-    vectors in chunks picks these rows out in a first pass (:func:`train_ivfpq`)."""
-    import numpy as np
-
-    size = max(settings.pq_train_rows, settings.lists_for(rows) * settings.ivf_train_per_list)
-    if size >= rows:
-        return np.arange(rows)
-    return np.sort(np.random.default_rng(0).choice(rows, size=size, replace=False))
-
-
-def train_ivfpq(sample: np.ndarray, rows: int, settings: AnnSettings) -> faiss.Index:
-    """An empty ivfpq index for ``rows`` vectors, trained on ``sample`` (the rows of :func:`train_positions`).
-
-    IVF-PQ candidates re-ranked on 8-bit scalar-quantized vectors (FAISS ``IndexRefine``): the
-    product-quantized codes find ``refine_factor`` times the rows asked for; their 8-bit vectors (a
-    byte per dimension) rank them again, so recall and scores come close to exact search (cosines
-    within about 0.005) while a row takes ``pq_bytes + dimension`` bytes instead of
-    ``4 x dimension``. Fewer than 39 x 256 training rows cannot train 8-bit codes: small collections
-    get fewer bits (down to 1), so the type works at any size, but it is meant for hundreds of
-    thousands of rows and more. Rows go in with :func:`add_chunks`.
-    """
-    import faiss
-    import numpy as np
-
-    sample = np.ascontiguousarray(sample, dtype=np.float32)
-    dimension = sample.shape[1]
-    lists = settings.lists_for(rows)
-    if len(sample) < 2:  # one row: k-means needs two points for its two code values
-        sample = np.repeat(sample, 2, axis=0)
-    per_value = len(sample) // 39  # FAISS wants 39 training rows per code value
-    bits = min(8, int(np.log2(per_value))) if per_value >= 16 else max(1, min(4, int(np.log2(len(sample)))))
-    quantizer = faiss.IndexFlatIP(dimension)
-    coarse = faiss.IndexIVFPQ(quantizer, dimension, lists, pq_bytes(dimension), bits, faiss.METRIC_INNER_PRODUCT)
-    coarse.cp.min_points_per_centroid = 1  # small collections: no warning per tiny cell or codebook
-    coarse.pq.cp.min_points_per_centroid = 1
-    fine = faiss.IndexScalarQuantizer(dimension, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
-    index = faiss.IndexRefine(coarse, fine)  # faiss's Python keeps coarse and fine alive with it
-    index.train(sample)
-    coarse.nprobe = settings.probe_for(lists, compressed=True)
-    index.k_factor = settings.refine_factor
-    return index
-
-
-def add_chunks(index: faiss.Index, chunks: Iterable[np.ndarray]) -> faiss.Index:
-    """Add each chunk of rows (float32, unit length) to ``index``, at most :data:`ADD_CHUNK` rows a call.
-
-    The result does not depend on how the rows are cut: a chunked build of a collection too large
-    for memory (benchmarks/bench_scale.py ``--store-rows``) equals the one-shot build.
-    """
-    import numpy as np
-
-    for chunk in chunks:
-        chunk = np.ascontiguousarray(chunk, dtype=np.float32)
-        for start in range(0, len(chunk), ADD_CHUNK):
-            index.add(chunk[start : start + ADD_CHUNK])
-    return index
-
-
-def _ivfpq(vectors: np.ndarray, settings: AnnSettings) -> faiss.Index:
-    """:func:`train_ivfpq` on the seeded sample of ``vectors``, then every row added (:func:`add_chunks`)."""
-    rows = len(vectors)
-    positions = train_positions(rows, settings)
-    sample = vectors if len(positions) == rows else vectors[positions]
-    return add_chunks(train_ivfpq(sample, rows, settings), [vectors])
+        if compressed:
+            return min(lists, max(32, min(lists // self.pq_probe_share, self.pq_max_probe)))
+        return min(lists, max(32, lists // 12))
 
 
 def build_index(
@@ -195,7 +133,7 @@ def build_index(
         hnsw.add(vectors)
         return hnsw
     if kind is IndexType.IVFPQ and rows > 0:
-        return _ivfpq(vectors, settings)
+        return build_ivfpq(vectors, settings)
     if kind is IndexType.IVF and rows > 0:
         lists = settings.lists_for(rows)
         quantizer = faiss.IndexFlatIP(dimension)

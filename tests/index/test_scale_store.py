@@ -72,11 +72,12 @@ def test_ivfpq_is_compact_and_its_refined_pool_finds_what_exact_search_finds() -
     assert [h.row for h in loaded.search(queries[:3], 10)[0]] == [h.row for h in store.search(queries[:3], 10)[0]]
 
 
-def test_an_ivfpq_built_from_streamed_chunks_equals_the_one_shot_build() -> None:
+@pytest.mark.parametrize("bits", [4, 8])
+def test_an_ivfpq_built_from_streamed_chunks_equals_the_one_shot_build(bits: int) -> None:
     rng = np.random.default_rng(5)
     data = unit_rows(rng, 3_020, 32)
     vectors, queries = data[:3_000], data[3_000:]
-    settings = AnnSettings(ivf_lists=16, pq_train_rows=1_000)  # trains on 1,024 of the 3,000 rows
+    settings = AnnSettings(ivf_lists=16, pq_train_rows=1_000, pq_bits=bits)  # trains on 1,024 of the 3,000 rows
     positions = train_positions(3_000, settings)
     assert len(positions) == 1_024 and np.all(np.diff(positions) > 0)
     bounds = [0, 700, 701, 1_900, 3_000]  # uneven chunks, one of a single row, as a stream would cut them
@@ -89,9 +90,37 @@ def test_an_ivfpq_built_from_streamed_chunks_equals_the_one_shot_build() -> None
     one_shot = VectorStore.build(vectors, np.arange(3_000), ["answer"] * 3_000, "ivfpq", settings)
     import faiss
 
+    layout = type(faiss.downcast_index(faiss.extract_index_ivf(streamed))).__name__
+    assert layout == ("IndexIVFPQFastScan" if bits == 4 else "IndexIVFPQ")
     assert faiss.serialize_index(streamed).tobytes() == one_shot.to_bytes()  # same codebooks, codes, lists
     chunked = VectorStore(streamed, np.arange(3_000), ["answer"] * 3_000)
     assert chunked.search(queries, 10) == one_shot.search(queries, 10)
+
+
+def test_an_ivfpq_of_the_former_8_bit_layout_loads_and_searches_as_it_was_built() -> None:
+    """Bundles built before fast scan hold an ``IndexIVFPQ`` of 8-bit codes with their own nprobe and
+    refine factor: they load as that index and search with those settings, not today's defaults."""
+    import faiss
+
+    rng = np.random.default_rng(7)
+    data = unit_rows(rng, 12_050, 32)
+    vectors, queries = data[:12_000], data[12_000:]
+    former = AnnSettings(pq_bits=8, refine_factor=16, pq_probe_share=6)  # the defaults before fast scan
+    old = VectorStore.build(vectors, np.arange(12_000), ["answer"] * 12_000, "ivfpq", former)
+    loaded = VectorStore(VectorStore.index_from_bytes(old.to_bytes()), np.arange(12_000), ["answer"] * 12_000)
+    coarse = faiss.downcast_index(faiss.extract_index_ivf(loaded.index))
+    assert type(coarse).__name__ == "IndexIVFPQ" and (coarse.pq.M, coarse.pq.nbits) == (pq_bytes(32), 8)
+    assert (coarse.nprobe, faiss.downcast_index(loaded.index).k_factor) == (former.probe_for(coarse.nlist, True), 16)
+    assert loaded.index_type is IndexType.IVFPQ
+    assert loaded.search(queries, 10) == old.search(queries, 10)
+    new = VectorStore.build(vectors, np.arange(12_000), ["answer"] * 12_000, "ivfpq")
+    fast = faiss.downcast_index(faiss.extract_index_ivf(new.index))
+    assert type(fast).__name__ == "IndexIVFPQFastScan" and (fast.pq.M, fast.pq.nbits) == (2 * pq_bytes(32), 4)
+    assert len(new.to_bytes()) < len(old.to_bytes()) * 1.1  # the same bytes a row (+ blocks of 32 codes)
+    truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :10].tolist()
+    assert recall_at_10(new, queries, truth, 10) >= recall_at_10(old, queries, truth, 10) - 0.05
+    for query, hits in zip(queries, new.search(queries, 10), strict=True):  # the 8-bit vectors' cosines
+        np.testing.assert_allclose([h.score for h in hits], vectors[[h.row for h in hits]] @ query, atol=0.005)
 
 
 @pytest.mark.parametrize("rows", [1, 2, 7, 300])
