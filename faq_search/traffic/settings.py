@@ -30,3 +30,15 @@ class Ranking(str, Enum):
 
     NOVELTY = "novelty"
     VOLUME = "volume"
+
+
+class GapWeight(str, Enum):
+    """What one asking of a gap candidate counts: unserved askings in expectation, or 1 (see traffic/candidates.py)."""
+
+    EXPECTED = "expected"
+    ASKINGS = "askings"
+    WRONG = "wrong"  # experiment: 1 - p everywhere
+
+
+DEFAULT_REVIEW_SCORE: float | None = 0.9
+"""Answered questions below this confidence are gap candidates too (see traffic/candidates.py)."""

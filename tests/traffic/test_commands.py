@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
+from unittest import mock
 
 import pytest
 from typer.testing import CliRunner
 
 from faq_search.cli.app import app as cli
+from faq_search.traffic.settings import GapWeight
 from tests.conftest import REPO
 
 OPTIONS = {
@@ -16,6 +20,9 @@ OPTIONS = {
         "--index",
         "--since",
         "--min-score",
+        "--review-score",
+        "--no-review",
+        "--weight",
         "--similarity",
         "--method",
         "--clusters",
@@ -55,3 +62,25 @@ def test_help_of_the_traffic_commands_loads_nothing_heavy() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_gaps_passes_one_options_record(tmp_path: Path) -> None:
+    """parse -> one library call: the options arrive as a GapsOptions, the defaults being the library's."""
+    from faq_search.index.faq_index import FaqIndex
+    from faq_search.traffic import gaps as traffic_gaps
+
+    log = tmp_path / "traffic.db"
+    log.touch()
+    empty = traffic_gaps.GapsReport(0, 0, 0, None, 0.5, "agglomerative", ())
+    with (
+        mock.patch.object(FaqIndex, "load", return_value="the index") as load,
+        mock.patch.object(traffic_gaps, "find_gaps", return_value=empty) as find,
+    ):
+        assert CliRunner().invoke(cli, ["gaps", str(log), "-i", str(tmp_path)]).exit_code == 0
+        default = find.call_args
+        args = ["gaps", str(log), "-i", str(tmp_path), "--no-review", "--weight", "askings", "--top", "4", "--json"]
+        result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0 and json.loads(result.output)["clusters"] == []
+    assert load.call_count == 2 and default.args[1] == "the index"
+    assert default.args[2] == traffic_gaps.GapsOptions(top=20)
+    assert find.call_args.args[2] == traffic_gaps.GapsOptions(review_score=None, weight=GapWeight.ASKINGS, top=4)
