@@ -297,8 +297,9 @@ def main() -> None:
     parser.add_argument(
         "--gap",
         nargs="+",
-        default=[f"{GapWeight.EXPECTED.value}@{DEFAULT_REVIEW_SCORE}", "askings@none"],
-        help="gap definitions, weight@review: expected@0.9 (the default), askings@none (below the threshold, 1 each)",
+        default=[f"{GapWeight.ASKINGS.value}@{DEFAULT_REVIEW_SCORE}", "askings@none", "expected@0.9"],
+        help="gap definitions, weight@review: askings@0.9 (the default), askings@none (the previous one: below the "
+        "threshold only), expected@0.9 (--weight expected)",
     )
     parser.add_argument("--kmeans", action=argparse.BooleanOptionalAction, default=True, help="also k-means rows")
     parser.add_argument(

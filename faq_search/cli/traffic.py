@@ -48,8 +48,8 @@ def gaps(
         typer.Option(
             min=0.0,
             max=1.0,
-            help=f"Answered questions below this confidence are gaps too (default {DEFAULT_REVIEW_SCORE}); "
-            "--no-review: only those below the threshold.",
+            help="Answered questions below this confidence are gaps too: their answer is in doubt "
+            "(default: calibrate's default target precision).",
         ),
     ] = DEFAULT_REVIEW_SCORE,
     no_review: Annotated[
@@ -58,9 +58,10 @@ def gaps(
     weight: Annotated[
         GapWeight,
         typer.Option(
-            help="expected: an asking counts 1 unanswered or marked unhelpful, 1 - confidence answered; askings: 1."
+            help="askings: each gap asking counts 1; expected: 1 unanswered or marked unhelpful, "
+            "1 - confidence answered (unserved askings in expectation)."
         ),
-    ] = GapWeight.EXPECTED,
+    ] = GapWeight.ASKINGS,
     similarity: Similarity = None,
     method: Annotated[
         Clustering, typer.Option(help="agglomerative merges by --similarity; kmeans makes --clusters topics.")
@@ -72,8 +73,8 @@ def gaps(
     rank: Annotated[
         Ranking,
         typer.Option(
-            help="novelty: need (see --weight) times distance from every FAQ question (missing topics first); "
-            "volume: need alone."
+            help="novelty: need (gap askings, see --weight) times distance from every FAQ question "
+            "(missing topics first); volume: need alone."
         ),
     ] = Ranking.NOVELTY,
     encoder: Annotated[
@@ -85,7 +86,7 @@ def gaps(
 ) -> None:
     """Questions the FAQ did not answer confidently (or whose answer was marked unhelpful), grouped by topic.
 
-    Each topic shows its need (unserved askings in expectation), its volume, its most central questions and the
+    Each topic shows its need (its gap askings, see --weight), its volume, its most central questions and the
     closest existing entry with its confidence: write a new entry for it, or reword the close one, then rebuild
     with `faq-search index`.
     """
@@ -120,7 +121,7 @@ def gaps_text(report: GapsReport) -> str:
     lines = [
         f"{report.gap_askings} of {report.logged} logged questions were gaps "
         f"({report.gap_questions} distinct): confidence below {threshold}{review}, or marked unhelpful; "
-        f"{report.gap_need:.1f} unserved askings expected ({report.weight})."
+        f"need {report.gap_need:g} ({report.weight})."
     ]
     for c in report.clusters:
         closest = (

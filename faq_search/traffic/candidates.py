@@ -4,25 +4,27 @@ Why not just "below the threshold": the threshold decides what the bot
 *shows*; it says little about what the FAQ *lacks*. A question whose entry
 is missing often finds a near neighbour that the confidence model answers
 with, say, 0.8: above a 90%-precision threshold, so it is answered, and
-wrong. Confidences are calibrated probabilities that the best match is
-right, so every asking carries an expected cost even when it is answered:
+wrong. So the candidates are the askings whose answer is *in doubt*: below
+the review level ``review_score`` (default 0.9, at least the threshold: an
+answer less likely to be right than the precision an operator asks of the
+bot, ``calibrate --target-precision``'s default), with no match, or marked
+unhelpful by a customer. Above the review level an answer is taken as right.
 
-- below the threshold the bot handed the customer over: **1** unserved asking;
-- answered with confidence ``p``: wrong with probability ``1 - p``, so
-  **1 - p** unserved askings in expectation;
-- a customer's vote settles it: an unhelpful vote makes the asking **1**
-  whatever its score; a helpful one (and no unhelpful one) makes an answered
-  asking **0**.
+What an asking counts (``weight``):
 
-:attr:`GapWeight.EXPECTED` (the default) counts that; :attr:`GapWeight.ASKINGS`
-counts every candidate asking as 1 (the definition before it). *Candidates*
-are the askings below the review level (``review_score``, at least the
-threshold: above it an answer is taken as right, its ``1 - p`` too small to
-be worth an author's time), with no match, or marked unhelpful.
+- :attr:`GapWeight.ASKINGS` (default): 1 per candidate asking.
+- :attr:`GapWeight.EXPECTED`: unserved askings in expectation. Below the
+  threshold the bot handed the customer over: 1; answered with confidence
+  ``p``: ``1 - p``; a vote settles it (unhelpful: 1, helpful and none
+  unhelpful: 0). Sound where the confidences are calibrated, and that is
+  where it falls short: ``calibrate`` fits them on questions the FAQ
+  *answers*, so for a question whose entry is missing ``1 - p`` is biased
+  low, exactly for the questions a gaps report is for. Measured on
+  benchmarks/bench_gaps.py it found fewer missing entries than counting 1
+  (docs/gaps.md); kept as an option.
 
 What it is not: a correction of the confidence model. A question about a
-missing entry that the model answers with 0.99 adds 0.01; the ranking's
-novelty (how far its topic is from every FAQ question) does the rest.
+missing entry that the model answers above the review level stays unseen.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class GapQuestion:
     unhelpful: int  # negative feedback rows
     top_id: str | None  # the best match when it was last asked
     top_score: float | None
-    need: float = 0.0  # unserved askings in expectation (GapWeight.ASKINGS: the candidate askings)
+    need: float = 0.0  # what its askings count: GapWeight.ASKINGS 1 each, EXPECTED unserved askings in expectation
 
 
 def gap_questions(
@@ -79,8 +81,6 @@ def gap_questions(
         if not bad and score is not None and score >= review:
             continue
         need = asking_need(score, low, helpful, bad) if weight is GapWeight.EXPECTED else 1.0
-        if weight is GapWeight.WRONG:
-            need = 1.0 if bad or score is None else 1.0 - score
         if need <= 0.0:
             continue
         key = " ".join(record.question.split()).casefold()

@@ -1,20 +1,21 @@
-"""The gaps report: what customers ask that the FAQ does not answer, grouped by topic and ranked by volume.
+"""The gaps report: what customers ask that the FAQ does not answer, grouped by topic and ranked by need.
 
-A logged question is a gap when its best match's confidence was below the
-threshold (the one the server applied, or ``min_score``: confidences are
-probabilities, so 0.5 by default), when it got no match at all, or when a
-customer marked its answer unhelpful. Repeats of the same question (case and
-spacing aside) count once per asking. The distinct gap questions are
-embedded (:mod:`faq_search.traffic.topics`: by default the bundle's model
-at its last layer) and clustered (:mod:`faq_search.traffic.cluster`). Topics
-are ranked by volume times *novelty* (how far the topic's centre is from
-every question the FAQ has): questions that were only answered with low
-confidence gather next to the entry that answers them and rank below a
-topic of the same volume that the FAQ lacks; ``rank=Ranking.VOLUME`` ranks
-by volume alone. Each topic is reported with its volume, novelty, its most
-central questions, and the existing entry closest to it (the entry the index
-returns for its most central question, with that confidence): an FAQ author
-either writes a new entry or rewords that one.
+The gap questions are the logged askings whose answer is in doubt
+(:mod:`faq_search.traffic.candidates`): below the threshold, answered below
+the review level (default 0.9), with no match, or marked unhelpful; each
+counts 1 (or, ``weight=GapWeight.EXPECTED``, its unserved askings in
+expectation), which sums to a topic's *need*. Repeats of the same question
+(case and spacing aside) count once per asking. The distinct gap questions
+are embedded (:mod:`faq_search.traffic.topics`: by default the bundle's
+model at its last layer) and clustered (:mod:`faq_search.traffic.cluster`).
+Topics are ranked by need times *novelty* (how far the topic's centre is
+from every question the FAQ has): questions that were only answered with
+low confidence gather next to the entry that answers them and rank below a
+topic of the same need that the FAQ lacks; ``ranking=Ranking.VOLUME`` ranks
+by need alone. Each topic is reported with its need, volume, novelty, its
+most central questions, and the existing entry closest to it (the entry the
+index returns for its most central question, with that confidence): an FAQ
+author either writes a new entry or rewords that one.
 
 What it is not: a classifier of intent. Topics are only as good as the
 encoder's notion of similar questions; read the representatives.
@@ -51,8 +52,6 @@ if TYPE_CHECKING:
     from faq_search.index.faq_index import FaqIndex
 
 REPRESENTATIVES = 3
-MIN_WEIGHT = 1e-3
-CLUSTER_BY_NEED = False  # experiment
 
 
 @dataclass(frozen=True)
@@ -67,8 +66,8 @@ class GapsOptions:
     """The threshold (None: the one each question was answered with, else :data:`DEFAULT_MIN_SCORE`)."""
     review_score: float | None = DEFAULT_REVIEW_SCORE
     """Answered questions below this confidence are gap candidates too (None: only those below the threshold)."""
-    weight: GapWeight = GapWeight.EXPECTED
-    """What an asking counts: unserved askings in expectation, or 1 (:mod:`faq_search.traffic.candidates`)."""
+    weight: GapWeight = GapWeight.ASKINGS
+    """What an asking counts: 1, or unserved askings in expectation (:mod:`faq_search.traffic.candidates`)."""
     similarity: float = DEFAULT_SIMILARITY
     """Agglomerative clustering: the mean cosine at which two groups of questions are one topic."""
     method: Clustering = Clustering.AGGLOMERATIVE
@@ -203,7 +202,7 @@ def gaps_report(
     if not gaps or space is None or options.top == 0:
         return report
     vectors = space.embed([g.text for g in gaps])
-    weights = [max(g.need, MIN_WEIGHT) if CLUSTER_BY_NEED else g.asked for g in gaps]
+    weights = [g.asked for g in gaps]  # topics form around how questions are asked, whatever they weigh
     if method is Clustering.KMEANS:
         labels = relabel_by_weight(kmeans(vectors, options.clusters or max(1, math.ceil(len(gaps) / 5))), weights)
     else:
@@ -226,7 +225,7 @@ def gaps_report(
 
 def _cluster(members: list[GapQuestion], vectors: np.ndarray, space: TopicSpace) -> GapCluster:
     """A cluster's record (rank 0: not ranked yet) with its members ordered by closeness to its centroid."""
-    weights = np.array([max(m.need, MIN_WEIGHT) if CLUSTER_BY_NEED else m.asked for m in members], dtype=np.float32)
+    weights = np.array([m.asked for m in members], dtype=np.float32)
     centroid = (vectors * weights[:, None]).sum(axis=0)
     centroid /= np.linalg.norm(centroid) or 1.0
     order = np.argsort(-(vectors @ centroid), kind="stable")

@@ -33,12 +33,13 @@ class Ranking(str, Enum):
 
 
 class GapWeight(str, Enum):
-    """What one asking of a gap candidate counts: unserved askings in expectation, or 1 (see traffic/candidates.py)."""
+    """What one asking of a gap candidate counts: 1, or unserved askings in expectation (see traffic/candidates.py)."""
 
-    EXPECTED = "expected"
     ASKINGS = "askings"
-    WRONG = "wrong"  # experiment: 1 - p everywhere
+    EXPECTED = "expected"
 
 
 DEFAULT_REVIEW_SCORE: float | None = 0.9
-"""Answered questions below this confidence are gap candidates too (see traffic/candidates.py)."""
+"""Answered questions below this confidence are gap candidates too: an answer less likely to be right than the
+precision an operator asks of the bot (``calibrate --target-precision``, default 0.9) is in doubt
+(traffic/candidates.py; measured in docs/gaps.md)."""

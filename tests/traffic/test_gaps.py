@@ -193,39 +193,43 @@ class _NoMatches:
 
 def test_a_confidently_misanswered_new_topic_outranks_a_weak_topic_the_faq_has(tmp_path: Path) -> None:
     """On a real SQLite log: a missing topic answered with 0.8 (by a near neighbour) is invisible below the
-    threshold alone, and comes first by expected unserved askings x novelty; a weakly answered topic beside the
-    FAQ's question follows it; a topic answered with 0.95 stays out."""
+    threshold alone, and comes first by gap askings x novelty; a weakly answered topic beside the FAQ's
+    question follows it; a topic answered with 0.95 (above the review level) stays out."""
     from faq_search.traffic.topics import TopicSpace
 
     space = TopicSpace(_Axes(), np.zeros(2, np.float32), np.array([[1.0, 0.0]], np.float32))  # type: ignore[arg-type]
     log = QuestionLog(tmp_path / "traffic.db", redact=False)
-    records = [logged(f"new {i % 3}", 0.8, min_score=0.6, at=1000.0 + i) for i in range(12)]  # need 12 x 0.2 = 2.4
-    records += [logged(f"near {i}", 0.5, min_score=0.6, at=2000.0 + i) for i in range(4)]  # need 4 x 1
+    records = [logged(f"new {i % 3}", 0.8, min_score=0.6, at=1000.0 + i) for i in range(6)]
+    records += [logged(f"near {i}", 0.5, min_score=0.6, at=2000.0 + i) for i in range(8)]
     records += [logged(f"fine {i}", 0.95, min_score=0.6, at=3000.0 + i) for i in range(30)]
     log.write(records)
     log.close()
     args: dict[str, Any] = {"space": space, "similarity": 0.9}
     report = find_gaps(tmp_path / "traffic.db", _NoMatches(), **args)  # type: ignore[arg-type]
-    assert report.weight == "expected" and report.review_score == 0.9 and report.gap_questions == 7
-    assert [(c.representatives[0].split()[0], c.volume, round(c.need, 4)) for c in report.clusters] == [
-        ("new", 12, 2.4), ("near", 4, 4.0),
+    assert report.weight == "askings" and report.review_score == 0.9 and report.gap_questions == 11
+    assert [(c.representatives[0].split()[0], c.volume, c.need) for c in report.clusters] == [
+        ("new", 6, 6.0), ("near", 8, 8.0),
     ]  # fmt: skip
-    assert report.clusters[0].need * report.clusters[0].novelty > report.clusters[1].need * report.clusters[1].novelty
-    assert round(report.gap_need, 4) == 6.4 and report.gap_askings == 16
+    assert report.clusters[0].novelty > 0.7 > 0.1 > report.clusters[1].novelty
+    assert report.gap_need == 14.0 and report.gap_askings == 14
     by_need = find_gaps(tmp_path / "traffic.db", _NoMatches(), ranking=Ranking.VOLUME, **args)  # type: ignore[arg-type]
     assert [c.representatives[0].split()[0] for c in by_need.clusters] == ["near", "new"]
-    before = GapsOptions(review_score=None, weight=GapWeight.ASKINGS)
+    expected = find_gaps(tmp_path / "traffic.db", _NoMatches(), weight=GapWeight.EXPECTED, **args)  # type: ignore[arg-type]
+    assert [(c.representatives[0].split()[0], round(c.need, 4)) for c in expected.clusters] == [
+        ("new", 1.2), ("near", 8.0),
+    ]  # fmt: skip  # 6 x (1 - 0.8) x novelty ~0.9 still above 8 x 1 x novelty ~0
+    before = GapsOptions(review_score=None)  # the threshold alone
     old = find_gaps(tmp_path / "traffic.db", _NoMatches(), before, **args)  # type: ignore[arg-type]
-    assert [(c.representatives[0].split()[0], c.need) for c in old.clusters] == [("near", 4.0)]
+    assert [(c.representatives[0].split()[0], c.need) for c in old.clusters] == [("near", 8.0)]
 
 
 def test_gaps_options_are_one_record_taken_whole_or_as_keywords() -> None:
     options = GapsOptions(similarity=0.7, top=3)
-    assert options.revised(weight=GapWeight.ASKINGS) == GapsOptions(similarity=0.7, top=3, weight=GapWeight.ASKINGS)
+    assert options.revised(weight=GapWeight.EXPECTED) == GapsOptions(similarity=0.7, top=3, weight=GapWeight.EXPECTED)
     assert options.revised() is options
     with pytest.raises(TypeError):
         options.revised(colour="blue")
-    assert GapsOptions().weight is GapWeight.EXPECTED and GapsOptions().review_score == DEFAULT_REVIEW_SCORE
+    assert GapsOptions().weight is GapWeight.ASKINGS and GapsOptions().review_score == DEFAULT_REVIEW_SCORE == 0.9
 
 
 def test_report_dicts_keep_their_shape() -> None:
