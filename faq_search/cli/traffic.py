@@ -118,10 +118,11 @@ def gaps_text(report: GapsReport) -> str:
         else f"the server's threshold ({DEFAULT_MIN_SCORE:g} where it had none)"
     )
     review = "" if report.review_score is None else f", answered below {report.review_score:g}"
+    expected = report.weight == GapWeight.EXPECTED.value  # else a topic's need is its volume
     lines = [
         f"{report.gap_askings} of {report.logged} logged questions were gaps "
-        f"({report.gap_questions} distinct): confidence below {threshold}{review}, or marked unhelpful; "
-        f"need {report.gap_need:g} ({report.weight})."
+        f"({report.gap_questions} distinct): confidence below {threshold}{review}, or marked unhelpful"
+        + (f"; {report.gap_need:.1f} unserved askings expected." if expected else ".")
     ]
     for c in report.clusters:
         closest = (
@@ -130,7 +131,8 @@ def gaps_text(report: GapsReport) -> str:
             else "no close entry"
         )
         lines.append(
-            f"{c.rank:>3}. need {c.need:.1f}: {c.volume} asked ({c.distinct} distinct, {c.unhelpful} unhelpful), "
+            f"{c.rank:>3}. {f'need {c.need:.1f}: ' if expected else ''}"
+            f"{c.volume} asked ({c.distinct} distinct, {c.unhelpful} unhelpful), "
             f"novelty {c.novelty:.2f}; "
             f"{closest}"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -84,3 +85,16 @@ def test_gaps_passes_one_options_record(tmp_path: Path) -> None:
     assert load.call_count == 2 and default.args[1] == "the index"
     assert default.args[2] == traffic_gaps.GapsOptions(top=20)
     assert find.call_args.args[2] == traffic_gaps.GapsOptions(review_score=None, weight=GapWeight.ASKINGS, top=4)
+
+
+def test_gaps_text_shows_the_need_only_when_it_is_not_the_volume() -> None:
+    from faq_search.cli.traffic import gaps_text
+    from faq_search.traffic.gaps import GapCluster, GapsReport
+
+    topic = GapCluster(1, 4, 3, 2, 0, ("can i rent a tent",), "e1", "q?", 0.4, 0.7, (), need=2.35)
+    counted = GapsReport(9, 4, 3, 0.6, 0.5, "agglomerative", (topic,), review_score=0.9, weight="askings", gap_need=4)
+    text = gaps_text(counted)
+    assert "below 0.6, answered below 0.9, or marked unhelpful." in text and "need" not in text
+    expected = gaps_text(dataclasses.replace(counted, weight="expected", gap_need=2.35))
+    assert "2.4 unserved askings expected" in expected and "1. need 2.4: 4 asked (3 distinct" in expected
+    assert "answered below" not in gaps_text(dataclasses.replace(counted, review_score=None))
