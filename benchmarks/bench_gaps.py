@@ -14,7 +14,13 @@ A top-10 topic is *about* a removed entry when that entry's queries are the
 most of its distinct questions and at least half of them (and at least 2);
 an entry is *covered* when some top-10 topic is about it. Removed entries are
 drawn at random (``--seed``) among those with at least 3 queries of their own
-(a topic of one question cannot show up as a cluster).
+(a topic of one question cannot show up as a cluster). Each report runs once
+per gap definition ``--gap weight@review`` (``askings@0.9``: the default of
+``faq-search gaps``; ``askings@none``: the previous one, below the threshold
+only; ``expected@0.9``: ``--weight expected``), topic encoder, clustering
+and ranking. ``--workdir DIR`` keeps each set's index and log and re-uses
+them on the next run with the same seed, so definitions can be compared on
+one replayed log without indexing and replaying again.
 
 Overhead: the same index served with and without ``--log``, ``--repeat``
 alternating runs of ``--requests`` ``POST /ask`` from ``--clients``
@@ -23,6 +29,8 @@ load average is printed beside every run).
 
     python benchmarks/bench_gaps.py                           # both sets, then the overhead
     python benchmarks/bench_gaps.py --sets stackfaq:10 --no-overhead --similarity 0.7 0.75 0.8
+    python benchmarks/bench_gaps.py --no-overhead --workdir /tmp/gaps --encoder sentence --ranking novelty \
+        --no-kmeans --gap askings@0.9 askings@none expected@0.9   # docs/gaps.md; again: reuses the logs
     python benchmarks/bench_gaps.py --no-gaps --repeat 5 --json out.json
 
 Only 127.0.0.1 is contacted; the shared data is read from ``--data`` and
