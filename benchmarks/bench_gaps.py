@@ -14,7 +14,13 @@ A top-10 topic is *about* a removed entry when that entry's queries are the
 most of its distinct questions and at least half of them (and at least 2);
 an entry is *covered* when some top-10 topic is about it. Removed entries are
 drawn at random (``--seed``) among those with at least 3 queries of their own
-(a topic of one question cannot show up as a cluster).
+(a topic of one question cannot show up as a cluster). Each report runs once
+per gap definition ``--gap weight@review`` (``askings@0.9``: the default of
+``faq-search gaps``; ``askings@none``: the previous one, below the threshold
+only; ``expected@0.9``: ``--weight expected``), topic encoder, clustering
+and ranking. ``--workdir DIR`` keeps each set's index and log and re-uses
+them on the next run with the same seed, so definitions can be compared on
+one replayed log without indexing and replaying again.
 
 Overhead: the same index served with and without ``--log``, ``--repeat``
 alternating runs of ``--requests`` ``POST /ask`` from ``--clients``
@@ -23,6 +29,8 @@ load average is printed beside every run).
 
     python benchmarks/bench_gaps.py                           # both sets, then the overhead
     python benchmarks/bench_gaps.py --sets stackfaq:10 --no-overhead --similarity 0.7 0.75 0.8
+    python benchmarks/bench_gaps.py --no-overhead --workdir /tmp/gaps --encoder sentence --ranking novelty \
+        --no-kmeans --gap askings@0.9 askings@none expected@0.9   # docs/gaps.md; again: reuses the logs
     python benchmarks/bench_gaps.py --no-gaps --repeat 5 --json out.json
 
 Only 127.0.0.1 is contacted; the shared data is read from ``--data`` and
@@ -51,8 +59,15 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.bench_serve import CLI, Server, run_load  # noqa: E402
 from faq_search.index.faq_index import FaqIndex  # noqa: E402
-from faq_search.traffic.gaps import GapsReport, find_gaps  # noqa: E402
-from faq_search.traffic.settings import DEFAULT_SIMILARITY, Clustering, Ranking, TopicEncoder  # noqa: E402
+from faq_search.traffic.gaps import GapsOptions, GapsReport, find_gaps  # noqa: E402
+from faq_search.traffic.settings import (  # noqa: E402
+    DEFAULT_REVIEW_SCORE,
+    DEFAULT_SIMILARITY,
+    Clustering,
+    GapWeight,
+    Ranking,
+    TopicEncoder,
+)
 from faq_search.traffic.topics import topic_space  # noqa: E402
 
 TOP = 10
@@ -151,6 +166,12 @@ def coverage(report: GapsReport, removed: dict[str, set[str]]) -> dict[str, Any]
     }
 
 
+def parse_gap(definition: str) -> tuple[GapWeight, float | None]:
+    """``expected@0.9`` -> (GapWeight.EXPECTED, 0.9); ``askings@none``: the threshold alone (the previous rule)."""
+    weight, _, review = definition.partition("@")
+    return GapWeight(weight), None if review in ("", "none") else float(review)
+
+
 def gaps_for_set(args: argparse.Namespace, name: str, count: int, workdir: Path) -> dict[str, Any]:
     data = split(args.data / name, count, args.seed)
     folder = workdir / f"{name}-{count}-{args.seed}{'' if args.calibrate else '-uncalibrated'}"
@@ -171,15 +192,21 @@ def gaps_for_set(args: argparse.Namespace, name: str, count: int, workdir: Path)
         space = topic_space(index, encoder)
         space_s = time.perf_counter() - started
         variants = [(Clustering.AGGLOMERATIVE, s, r) for s in args.similarity for r in args.ranking]
-        variants += [(Clustering.KMEANS, None, r) for r in args.ranking]
-        for method, similarity, ranking in variants:
-            started = time.perf_counter()
-            report = find_gaps(log, index, similarity=similarity or DEFAULT_SIMILARITY, method=method,
-                               ranking=ranking, space=space)  # fmt: skip
-            rows.append({"encoder": encoder.value, "method": method.value, "similarity": similarity,
-                         "ranking": ranking.value, "seconds": space_s + time.perf_counter() - started,
-                         "gap_questions": report.gap_questions, "topics": len(report.clusters),
-                         **coverage(report, data.removed)})  # fmt: skip
+        variants += [(Clustering.KMEANS, None, r) for r in args.ranking if args.kmeans]
+        for definition in args.gap:
+            weight, review = parse_gap(definition)
+            for method, similarity, ranking in variants:
+                started = time.perf_counter()
+                options = GapsOptions(
+                    review_score=review, weight=weight, similarity=similarity or DEFAULT_SIMILARITY, method=method,
+                    ranking=ranking,
+                )  # fmt: skip
+                report = find_gaps(log, index, options, space=space)
+                rows.append({"encoder": encoder.value, "method": method.value, "similarity": similarity,
+                             "ranking": ranking.value, "gap": definition,
+                             "seconds": space_s + time.perf_counter() - started,
+                             "gap_questions": report.gap_questions, "topics": len(report.clusters),
+                             **coverage(report, data.removed)})  # fmt: skip
     return {"set": name, "entries_removed": count, "seed": args.seed, "faq_rows_kept": len(data.rows),
             "queries": len(data.queries),
             "index_seconds": round(built_s, 1), "replay": replayed, "logged": report.logged, "runs": rows,
@@ -230,14 +257,15 @@ def print_report(sets: list[dict[str, Any]], runs: list[dict[str, Any]]) -> None
               f"{item['faq_rows_kept']} FAQ rows kept), {item['queries']} queries {replayed}, "
               f"load {item['load_average']:.1f}\n")  # fmt: skip
         print(
-            "| encoder | clustering | similarity | ranking | gap questions | topics "
+            "| gaps | encoder | clustering | similarity | ranking | gap questions | topics "
             "| removed covered by a top-10 topic | top-10 topics about a removed entry | removed queries found as gaps "
             "| seconds |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in item["runs"]:
             similarity = "" if r["similarity"] is None else f"{r['similarity']:g}"
-            print(f"| {r['encoder']} | {r['method']} | {similarity} | {r['ranking']} | {r['gap_questions']} "
+            print(f"| {r['gap']} | {r['encoder']} | {r['method']} | {similarity} | {r['ranking']} "
+                  f"| {r['gap_questions']} "
                   f"| {r['topics']} "
                   f"| **{r['covered']} / {r['removed']}** | {r['top_topics_about_removed']} / {TOP} "
                   f"| {r['removed_queries_found_as_gaps']} / {r['removed_queries']} "
@@ -274,6 +302,14 @@ def main() -> None:
     parser.add_argument("--similarity", type=float, nargs="+", default=[DEFAULT_SIMILARITY])
     parser.add_argument("--encoder", type=TopicEncoder, nargs="+", default=list(TopicEncoder), help="topic encoders")
     parser.add_argument("--ranking", type=Ranking, nargs="+", default=list(Ranking), help="topic rankings")
+    parser.add_argument(
+        "--gap",
+        nargs="+",
+        default=[f"{GapWeight.ASKINGS.value}@{DEFAULT_REVIEW_SCORE}", "askings@none", "expected@0.9"],
+        help="gap definitions, weight@review: askings@0.9 (the default), askings@none (the previous one: below the "
+        "threshold only), expected@0.9 (--weight expected)",
+    )
+    parser.add_argument("--kmeans", action=argparse.BooleanOptionalAction, default=True, help="also k-means rows")
     parser.add_argument(
         "--calibrate",
         action=argparse.BooleanOptionalAction,

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from faq_search.cli.options import DEFAULT_INDEX, AnswerColumn, IdColumn, IndexDir, JsonFlag, QuestionColumns
-from faq_search.traffic.settings import DEFAULT_MIN_SCORE, DEFAULT_SIMILARITY, Clustering, Ranking, TopicEncoder
+from faq_search.traffic.settings import (
+    DEFAULT_MIN_SCORE,
+    DEFAULT_REVIEW_SCORE,
+    DEFAULT_SIMILARITY,
+    Clustering,
+    GapWeight,
+    Ranking,
+    TopicEncoder,
+)
 
 if TYPE_CHECKING:
     from faq_search.traffic.gaps import GapsReport
@@ -32,9 +40,28 @@ def gaps(
     min_score: Annotated[
         float | None,
         typer.Option(
-            min=0.0, max=1.0, help="A question is a gap below this confidence. Default: the server's, else 0.5."
+            min=0.0, max=1.0, help="The threshold: below it a question was unanswered. Default: the server's, else 0.5."
         ),
     ] = None,
+    review_score: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Answered questions below this confidence are gaps too: their answer is in doubt "
+            "(default: calibrate's default target precision).",
+        ),
+    ] = DEFAULT_REVIEW_SCORE,
+    no_review: Annotated[
+        bool, typer.Option("--no-review", help="Only questions below the threshold are gaps.")
+    ] = False,
+    weight: Annotated[
+        GapWeight,
+        typer.Option(
+            help="askings: each gap asking counts 1; expected: 1 unanswered or marked unhelpful, "
+            "1 - confidence answered (unserved askings in expectation)."
+        ),
+    ] = GapWeight.ASKINGS,
     similarity: Similarity = None,
     method: Annotated[
         Clustering, typer.Option(help="agglomerative merges by --similarity; kmeans makes --clusters topics.")
@@ -45,7 +72,10 @@ def gaps(
     top: Annotated[int, typer.Option(min=1, help="How many topics to report, most needed first.")] = 20,
     rank: Annotated[
         Ranking,
-        typer.Option(help="novelty: volume times distance from every FAQ question (missing topics first); volume."),
+        typer.Option(
+            help="novelty: need (gap askings, see --weight) times distance from every FAQ question "
+            "(missing topics first); volume: need alone."
+        ),
     ] = Ranking.NOVELTY,
     encoder: Annotated[
         TopicEncoder,
@@ -56,19 +86,21 @@ def gaps(
 ) -> None:
     """Questions the FAQ did not answer confidently (or whose answer was marked unhelpful), grouped by topic.
 
-    Each topic shows its volume, its most central questions and the closest existing entry with its confidence:
-    write a new entry for it, or reword the close one, then rebuild with `faq-search index`.
+    Each topic shows its need (its gap askings, see --weight), its volume, its most central questions and the
+    closest existing entry with its confidence: write a new entry for it, or reword the close one, then rebuild
+    with `faq-search index`.
     """
     from faq_search.index.faq_index import FaqIndex
-    from faq_search.traffic.gaps import find_gaps, parse_since, write_csv
+    from faq_search.traffic.gaps import GapsOptions, find_gaps, parse_since, write_csv
     from faq_search.traffic.log import existing_log
 
     since_s = parse_since(since) if since else None
-    report = find_gaps(
-        existing_log(log), FaqIndex.load(index_dir), since=since_s, min_score=min_score,
-        similarity=DEFAULT_SIMILARITY if similarity is None else similarity, method=method, clusters=clusters, top=top,
-        ranking=rank, encoder=encoder,
+    options = GapsOptions(
+        min_score=min_score, review_score=None if no_review else review_score, weight=weight,
+        similarity=DEFAULT_SIMILARITY if similarity is None else similarity, method=method, clusters=clusters,
+        top=top, ranking=rank, encoder=encoder,
     )  # fmt: skip
+    report = find_gaps(existing_log(log), FaqIndex.load(index_dir), options, since=since_s)
     if csv_out is not None:
         write_csv(report, csv_out)
     if as_json:
@@ -85,9 +117,12 @@ def gaps_text(report: GapsReport) -> str:
         if report.min_score is not None
         else f"the server's threshold ({DEFAULT_MIN_SCORE:g} where it had none)"
     )
+    review = "" if report.review_score is None else f", answered below {report.review_score:g}"
+    expected = report.weight == GapWeight.EXPECTED.value  # else a topic's need is its volume
     lines = [
         f"{report.gap_askings} of {report.logged} logged questions were gaps "
-        f"({report.gap_questions} distinct): confidence below {threshold}, or marked unhelpful."
+        f"({report.gap_questions} distinct): confidence below {threshold}{review}, or marked unhelpful"
+        + (f"; {report.gap_need:.1f} unserved askings expected." if expected else ".")
     ]
     for c in report.clusters:
         closest = (
@@ -96,7 +131,9 @@ def gaps_text(report: GapsReport) -> str:
             else "no close entry"
         )
         lines.append(
-            f"{c.rank:>3}. {c.volume} asked ({c.distinct} distinct, {c.unhelpful} unhelpful), novelty {c.novelty:.2f}; "
+            f"{c.rank:>3}. {f'need {c.need:.1f}: ' if expected else ''}"
+            f"{c.volume} asked ({c.distinct} distinct, {c.unhelpful} unhelpful), "
+            f"novelty {c.novelty:.2f}; "
             f"{closest}"
         )
         lines += [f"       - {question}" for question in c.representatives]

@@ -27,11 +27,14 @@ from pydantic import BaseModel
 
 from faq_search.errors import FaqSearchError
 from faq_search.service.http_errors import HttpError
-from faq_search.traffic.settings import TopicEncoder
+from faq_search.traffic.gaps import GapsOptions
+from faq_search.traffic.settings import DEFAULT_REVIEW_SCORE, TopicEncoder
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from faq_search.encoding.protocol import Encoder
+    from faq_search.encoding.settings import EncoderSettings
     from faq_search.index.faq_index import FaqIndex
     from faq_search.service.reload import IndexHolder
     from faq_search.traffic.topics import TopicSpace
@@ -51,6 +54,7 @@ class ClosestEntry(BaseModel):
 
 class GapTopic(BaseModel):
     rank: int
+    need: float
     volume: int
     distinct: int
     unanswered: int
@@ -66,6 +70,9 @@ class GapsResponse(BaseModel):
     gap_askings: int
     gap_questions: int
     min_score: float | None
+    review_score: float | None
+    weight: str
+    gap_need: float
     similarity: float
     encoder: str
     ranking: str
@@ -93,16 +100,30 @@ Top = Annotated[int, Query(ge=0, le=MAX_TOP, description="How many topics, large
 MinScore = Annotated[
     float | None, Query(ge=0.0, le=1.0, description="A gap is below this confidence (default: the server's).")
 ]
+ReviewScore = Annotated[
+    float | None,
+    Query(
+        ge=0.0,
+        le=1.0,
+        description=f"Answered questions below this confidence are gaps too (default {DEFAULT_REVIEW_SCORE}).",
+    ),
+]
 
 
 async def get_gaps(
-    request: Request, since: Since = None, limit: Limit = DEFAULT_READ, top: Top = 10, min_score: MinScore = None
+    request: Request,
+    since: Since = None,
+    limit: Limit = DEFAULT_READ,
+    top: Top = 10,
+    min_score: MinScore = None,
+    review_score: ReviewScore = DEFAULT_REVIEW_SCORE,
 ) -> dict[str, Any]:
     """The topics of questions the index could not answer confidently (or marked unhelpful), by volume and novelty.
 
     Reads only the questions logged for this index (the newest `limit`), clusters them on a worker thread.
     """
-    return await _report(request, request.app.state.service.holder, since, limit, top, min_score)
+    options = GapsOptions(min_score=min_score, review_score=review_score, top=top)
+    return await _report(request, request.app.state.service.holder, since, limit, options)
 
 
 async def get_named_gaps(
@@ -112,14 +133,16 @@ async def get_named_gaps(
     limit: Limit = DEFAULT_READ,
     top: Top = 10,
     min_score: MinScore = None,
+    review_score: ReviewScore = DEFAULT_REVIEW_SCORE,
 ) -> dict[str, Any]:
     """The gaps report of index `name`: only the questions logged for it."""
     holder = request.app.state.service.named(name)
-    return await _report(request, holder, since, limit, top, min_score)
+    options = GapsOptions(min_score=min_score, review_score=review_score, top=top)
+    return await _report(request, holder, since, limit, options)
 
 
 async def _report(
-    request: Request, holder: IndexHolder, since: str | None, limit: int, top: int, min_score: float | None
+    request: Request, holder: IndexHolder, since: str | None, limit: int, options: GapsOptions
 ) -> dict[str, Any]:
     from faq_search.traffic.gaps import find_gaps, parse_since
 
@@ -137,10 +160,11 @@ async def _report(
     def work() -> Any:
         with spaces.turn:
             writer.flush()  # the report includes every question answered before it was asked
-            space = spaces.get(holder.name, served.generation, served.index) if top else None
+            space = spaces.get(holder.name, served.generation, served.index) if options.top else None
+            encoder = TopicEncoder.SENTENCE if space is None else space.kind
             return find_gaps(
-                writer.log, served.index, since=since_s, min_score=min_score, top=top, space=space, limit=limit,
-                index_name=where, encoder=TopicEncoder.SENTENCE if space is None else space.kind,
+                writer.log, served.index, options.revised(encoder=encoder), since=since_s, space=space, limit=limit,
+                index_name=where,
             )  # fmt: skip
 
     report = await asyncio.to_thread(work)
@@ -151,22 +175,38 @@ async def _report(
 
 
 class _Spaces:
-    """One topic space per index generation, built on first use; ``turn`` lets one report run at a time."""
+    """One topic space per index generation, built on first use; ``turn`` lets one report run at a time.
+
+    The sentence encoder (the model at its last layer) is loaded once per model and shared by every index
+    and generation that reads the same model; an adapted bundle's own weights can change on reload under the
+    same path, so its encoder is loaded again with each generation. Sharing is safe: reports take turns.
+    """
 
     def __init__(self) -> None:
         self.turn = threading.Lock()
         self._spaces: dict[str, tuple[int, TopicSpace]] = {}
+        self._encoders: dict[EncoderSettings, Encoder] = {}
 
     def get(self, name: str, generation: int, index: FaqIndex) -> TopicSpace:
         """The space for ``name`` at ``generation``: the sentence encoder, or the index's own when it cannot load."""
-        from faq_search.traffic.topics import topic_space
+        from faq_search.traffic.topics import sentence_encoder, sentence_settings, topic_space
 
         kept = self._spaces.get(name)
         if kept is not None and kept[0] == generation:
             return kept[1]
         try:
-            space = topic_space(index, SERVER_ENCODER)
+            if index.own_encoder_dir() is not None:
+                encoder = sentence_encoder(index)
+            else:
+                settings = sentence_settings(index)
+                encoder = self._encoders.get(settings) or sentence_encoder(index)
+                self._encoders[settings] = encoder
+            space = topic_space(index, SERVER_ENCODER, encoder)
         except FaqSearchError:  # e.g. an ONNX-only install without torch
             space = topic_space(index, TopicEncoder.INDEX)
         self._spaces[name] = (generation, space)
         return space
+
+    def encoders(self) -> int:
+        """How many sentence encoders are loaded and shared (for tests)."""
+        return len(self._encoders)

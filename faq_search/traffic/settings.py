@@ -30,3 +30,16 @@ class Ranking(str, Enum):
 
     NOVELTY = "novelty"
     VOLUME = "volume"
+
+
+class GapWeight(str, Enum):
+    """What one asking of a gap candidate counts: 1, or unserved askings in expectation (see traffic/candidates.py)."""
+
+    ASKINGS = "askings"
+    EXPECTED = "expected"
+
+
+DEFAULT_REVIEW_SCORE: float | None = 0.9
+"""Answered questions below this confidence are gap candidates too: an answer less likely to be right than the
+precision an operator asks of the bot (``calibrate --target-precision``, default 0.9) is in doubt
+(traffic/candidates.py; measured in docs/gaps.md)."""

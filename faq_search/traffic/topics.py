@@ -37,6 +37,7 @@ from faq_search.traffic.settings import TopicEncoder
 
 if TYPE_CHECKING:
     from faq_search.encoding.protocol import Encoder
+    from faq_search.encoding.settings import EncoderSettings
     from faq_search.index.faq_index import FaqIndex
 
 FAQ_TEXT_LIMIT = 20_000
@@ -62,8 +63,14 @@ class TopicSpace:
         return (1.0 - (_unit(centres) @ self.reference.T).max(axis=1)).astype(np.float32)
 
 
-def topic_space(index: FaqIndex, kind: TopicEncoder = TopicEncoder.SENTENCE) -> TopicSpace:
-    """The space gap questions of ``index``'s traffic are grouped in (see the module docstring)."""
+def topic_space(
+    index: FaqIndex, kind: TopicEncoder = TopicEncoder.SENTENCE, encoder: Encoder | None = None
+) -> TopicSpace:
+    """The space gap questions of ``index``'s traffic are grouped in (see the module docstring).
+
+    ``encoder``: for ``sentence``, one already loaded with :func:`sentence_settings` of this index (a server
+    shares it between indexes of the same model), else it is loaded here.
+    """
     kind = TopicEncoder(kind)
     if kind is TopicEncoder.INDEX:
         stored = index.stored_vectors()
@@ -72,7 +79,7 @@ def topic_space(index: FaqIndex, kind: TopicEncoder = TopicEncoder.SENTENCE) -> 
             return TopicSpace(index.encoder, centre, _unit(stored - centre), kind)
         encoder = index.encoder
     else:
-        encoder = sentence_encoder(index)
+        encoder = encoder or sentence_encoder(index)
     texts = reference_texts(index)
     vectors = np.asarray(encoder.encode(texts), dtype=np.float32) if texts else np.zeros((0, 1), np.float32)
     centre = vectors.mean(axis=0) if len(vectors) else np.zeros(1, np.float32)
@@ -80,17 +87,23 @@ def topic_space(index: FaqIndex, kind: TopicEncoder = TopicEncoder.SENTENCE) -> 
     return TopicSpace(encoder, centre.astype(np.float32), reference, kind)
 
 
-def sentence_encoder(index: FaqIndex) -> Encoder:
-    """The bundle's model (its adapted weights, if it carries them) at its last layer, mean pooled."""
-    from faq_search.encoding.encoder import BertEncoder
+def sentence_settings(index: FaqIndex) -> EncoderSettings:
+    """The bundle's model (its adapted weights' folder, if it carries them) at its last layer, mean pooled."""
     from faq_search.encoding.settings import Pooling
 
     settings = index.settings
     own = index.own_encoder_dir()
     if own is not None:
         settings = dataclasses.replace(settings, model=own)
+    return dataclasses.replace(settings, layer="-1", pooling=Pooling.MEAN)
+
+
+def sentence_encoder(index: FaqIndex) -> Encoder:
+    """The encoder of :func:`sentence_settings`, loaded now."""
+    from faq_search.encoding.encoder import BertEncoder
+
     try:
-        return BertEncoder(dataclasses.replace(settings, layer="-1", pooling=Pooling.MEAN))
+        return BertEncoder(sentence_settings(index))
     except FaqSearchError as exc:
         raise InputError(f"the sentence encoder for gaps cannot load ({exc}); pass --encoder index") from None
 

@@ -6,6 +6,7 @@ import csv
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,9 +16,9 @@ from faq_search.cli.app import app as cli
 from faq_search.errors import InputError
 from faq_search.index.faq_index import FaqIndex
 from faq_search.traffic import cluster
-from faq_search.traffic.gaps import find_gaps, gap_questions, parse_since
+from faq_search.traffic.gaps import GapsOptions, find_gaps, gap_questions, parse_since
 from faq_search.traffic.log import Feedback, LoggedMatch, QuestionLog, QuestionRecord, new_question_id
-from faq_search.traffic.settings import Clustering, Ranking, TopicEncoder
+from faq_search.traffic.settings import DEFAULT_REVIEW_SCORE, Clustering, GapWeight, Ranking, TopicEncoder
 from tests.traffic.conftest import RENTALS, SKI_WAX
 
 
@@ -147,3 +148,102 @@ def test_gaps_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not a date"):
         parse_since("last tuesday")
     assert parse_since("1970-01-02") == 86400.0
+
+
+def test_expected_weight_counts_handovers_as_one_and_answers_as_their_chance_of_being_wrong() -> None:
+    """Threshold 0.6 (the server's), review 0.9: what each asking adds to its question's need."""
+    handed = logged("handed over", 0.4, min_score=0.6)  # not answered: 1
+    doubtful = logged("doubtful", 0.75, min_score=0.6)  # answered, wrong with chance 0.25
+    doubtful_again = logged("Doubtful", 0.85, min_score=0.6)  # the same question: + 0.15
+    sure = logged("sure", 0.95, min_score=0.6)  # above the review level: not a candidate
+    disliked = logged("disliked", 0.97, min_score=0.6)  # a customer said it was wrong: 1
+    confirmed = logged("confirmed", 0.7, min_score=0.6)  # a customer said it helped: 0
+    nothing = logged("nothing", None, min_score=0.6)  # no match at all: 1
+    records = [handed, doubtful, doubtful_again, sure, disliked, confirmed, nothing]
+    votes = [Feedback(disliked.id, False), Feedback(confirmed.id, True)]
+    gaps = gap_questions(records, votes, review_score=0.9, weight=GapWeight.EXPECTED)
+    assert [(g.text, g.asked, g.unanswered, g.unhelpful, round(g.need, 6)) for g in gaps] == [
+        ("handed over", 1, 1, 0, 1.0), ("doubtful", 2, 0, 0, 0.4), ("disliked", 1, 0, 1, 1.0),
+        ("nothing", 1, 1, 0, 1.0),
+    ]  # fmt: skip
+    counted = gap_questions(records, votes, review_score=0.9, weight=GapWeight.ASKINGS)  # 1 per candidate asking
+    assert [(g.text, g.need) for g in counted] == [
+        ("handed over", 1.0), ("doubtful", 2.0), ("disliked", 1.0), ("confirmed", 1.0), ("nothing", 1.0),
+    ]  # fmt: skip
+    before = gap_questions(records, votes)  # no review level: only below the threshold, or unhelpful
+    assert [g.text for g in before] == ["handed over", "disliked", "nothing"]
+    assert [g.text for g in gap_questions(records, [], min_score=0.8, review_score=0.5)] == [
+        "handed over", "doubtful", "confirmed", "nothing",
+    ]  # fmt: skip  # the review level never lowers the threshold
+
+
+class _Axes:
+    """A two-axis fake encoder: "near ..." questions point along x (where the FAQ's one question is), others y."""
+
+    dimension = 2
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return np.array([[1.0, 0.05 * i] if t.startswith("near") else [0.05 * i, 1.0] for i, t in enumerate(texts)])
+
+
+class _NoMatches:
+    def ask_batch(self, questions: list[str], k: int, min_score: float) -> list[list[object]]:
+        return [[] for _ in questions]
+
+
+def test_a_confidently_misanswered_new_topic_outranks_a_weak_topic_the_faq_has(tmp_path: Path) -> None:
+    """On a real SQLite log: a missing topic answered with 0.8 (by a near neighbour) is invisible below the
+    threshold alone, and comes first by gap askings x novelty; a weakly answered topic beside the FAQ's
+    question follows it; a topic answered with 0.95 (above the review level) stays out."""
+    from faq_search.traffic.topics import TopicSpace
+
+    space = TopicSpace(_Axes(), np.zeros(2, np.float32), np.array([[1.0, 0.0]], np.float32))  # type: ignore[arg-type]
+    log = QuestionLog(tmp_path / "traffic.db", redact=False)
+    records = [logged(f"new {i % 3}", 0.8, min_score=0.6, at=1000.0 + i) for i in range(6)]
+    records += [logged(f"near {i}", 0.5, min_score=0.6, at=2000.0 + i) for i in range(8)]
+    records += [logged(f"fine {i}", 0.95, min_score=0.6, at=3000.0 + i) for i in range(30)]
+    log.write(records)
+    log.close()
+    args: dict[str, Any] = {"space": space, "similarity": 0.9}
+    report = find_gaps(tmp_path / "traffic.db", _NoMatches(), **args)  # type: ignore[arg-type]
+    assert report.weight == "askings" and report.review_score == 0.9 and report.gap_questions == 11
+    assert [(c.representatives[0].split()[0], c.volume, c.need) for c in report.clusters] == [
+        ("new", 6, 6.0), ("near", 8, 8.0),
+    ]  # fmt: skip
+    assert report.clusters[0].novelty > 0.7 > 0.1 > report.clusters[1].novelty
+    assert report.gap_need == 14.0 and report.gap_askings == 14
+    by_need = find_gaps(tmp_path / "traffic.db", _NoMatches(), ranking=Ranking.VOLUME, **args)  # type: ignore[arg-type]
+    assert [c.representatives[0].split()[0] for c in by_need.clusters] == ["near", "new"]
+    expected = find_gaps(tmp_path / "traffic.db", _NoMatches(), weight=GapWeight.EXPECTED, **args)  # type: ignore[arg-type]
+    assert [(c.representatives[0].split()[0], round(c.need, 4)) for c in expected.clusters] == [
+        ("new", 1.2), ("near", 8.0),
+    ]  # fmt: skip  # 6 x (1 - 0.8) x novelty ~0.9 still above 8 x 1 x novelty ~0
+    before = GapsOptions(review_score=None)  # the threshold alone
+    old = find_gaps(tmp_path / "traffic.db", _NoMatches(), before, **args)  # type: ignore[arg-type]
+    assert [(c.representatives[0].split()[0], c.need) for c in old.clusters] == [("near", 8.0)]
+
+
+def test_gaps_options_are_one_record_taken_whole_or_as_keywords() -> None:
+    options = GapsOptions(similarity=0.7, top=3)
+    assert options.revised(weight=GapWeight.EXPECTED) == GapsOptions(similarity=0.7, top=3, weight=GapWeight.EXPECTED)
+    assert options.revised() is options
+    with pytest.raises(TypeError):
+        options.revised(colour="blue")
+    assert GapsOptions().weight is GapWeight.ASKINGS and GapsOptions().review_score == DEFAULT_REVIEW_SCORE == 0.9
+
+
+def test_report_dicts_keep_their_shape() -> None:
+    from faq_search.traffic.gaps import GapCluster, GapsReport
+
+    cluster = GapCluster(1, 3, 2, 1, 0, ("a", "b"), "e1", "q?", 0.4, 0.3, ("a", "b"), 1.5)
+    assert cluster.to_dict() == {
+        "rank": 1, "volume": 3, "distinct": 2, "unanswered": 1, "unhelpful": 0, "representatives": ["a", "b"],
+        "closest": {"id": "e1", "question": "q?", "score": 0.4}, "novelty": 0.3, "questions": ["a", "b"], "need": 1.5,
+    }  # fmt: skip
+    report = GapsReport(5, 3, 2, None, 0.5, "agglomerative", (cluster,), "novelty", "sentence", 0.9, "expected", 1.5)
+    body = report.to_dict()
+    assert list(body) == [
+        "logged", "gap_askings", "gap_questions", "min_score", "similarity", "method", "ranking", "encoder",
+        "review_score", "weight", "gap_need", "clusters",
+    ]  # fmt: skip
+    assert body["clusters"] == [cluster.to_dict()] and json.loads(json.dumps(body)) == body

@@ -163,3 +163,25 @@ def test_the_server_groups_with_the_sentence_encoder(tmp_path: Path, sample_bund
     topics = [{q.casefold() for q in t["representatives"]} for t in body["clusters"]]
     rentals = {q.casefold() for q in RENTALS}
     assert any(topic <= rentals and len(topic) >= 3 for topic in topics), topics
+
+
+def test_indexes_of_one_model_share_one_sentence_encoder(tmp_path: Path) -> None:
+    """Two indexes built with the same model: the topic encoder is loaded once, and kept across reports."""
+    from faq_search.traffic import topics
+
+    loaded: list[Any] = []
+
+    def load(index: FaqIndex) -> Any:
+        loaded.append(RandomEncoder())
+        return loaded[-1]
+
+    with (
+        mock.patch.object(service_gaps, "SERVER_ENCODER", TopicEncoder.SENTENCE),
+        mock.patch.object(topics, "sentence_encoder", side_effect=load),
+        two_shops(tmp_path) as client,
+    ):
+        for name in ("shop", "support", "shop"):
+            client.post(f"/indexes/{name}/ask", json={"question": f"a question for {name}"})
+            body = client.get(f"/indexes/{name}/gaps", params={"min_score": 1.0}).json()
+            assert body["encoder"] == "sentence" and body["logged"] >= 1 and body["clusters"]
+        assert len(loaded) == 1 and client.app.state.gaps.encoders() == 1  # type: ignore[attr-defined]
