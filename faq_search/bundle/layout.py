@@ -38,6 +38,8 @@ MAPPED_FILES = (
     ROWS_DIGEST,
     ENTRIES_ARROW,
     *(f"lexical/{name}.csc.index.npy" for name in ("data", "indices", "indptr")),
+    "lexical/term_counts.npy",
+    "lexical/document_lengths.npy",
 )
 """Files a reader maps into memory instead of reading (after checking them): the large ones (BM25's arrays too)."""
 

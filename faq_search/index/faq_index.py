@@ -533,10 +533,11 @@ class FaqIndex:
     def pool_lexicon(self) -> PoolLexicon:
         """The per-entry BM25 tokens the candidates' own lexical evidence is computed from (tokenized on use)."""
         if self._pool_lexicon is None:
+            lexical = self.lexical  # its stored term frequencies spare tokenizing candidates (before the lock)
             with self._lock:
                 if self._pool_lexicon is None:
                     documents = EntryDocuments(self.entries, QUESTION in self._manifest.fields)
-                    self._pool_lexicon = PoolLexicon(documents, self.hybrid.language)
+                    self._pool_lexicon = PoolLexicon(documents, self.hybrid.language, lexical)
         return self._pool_lexicon
 
     def _layout(self) -> DenseLayout:

@@ -19,12 +19,16 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Posting:
-    """One term's posting list: the documents holding it, ascending, their BM25 part, and its largest."""
+    """One term's posting list: the documents holding it, ascending, their BM25 part, and its largest.
+
+    ``counts``: the term's frequency in each document, where the index stores them (else None).
+    """
 
     term: int
     docs: np.ndarray
     scores: np.ndarray  # float32
     top: float
+    counts: np.ndarray | None = None
 
 
 class LexicalMatches:
@@ -61,13 +65,59 @@ class LexicalMatches:
     def best(self, count: int) -> np.ndarray:
         """The entries of the ``count`` best scores above 0, best first (ties: the lower entry).
 
-        The postings are summed per document in one ``bincount`` (float64, over the documents up to
-        the highest one matched: a C loop over the postings and a memset, no Python per document);
-        every document within a rounding margin of the ``count``-th sum is then scored exactly
-        (:meth:`at`), so the float32 scores and their order are bm25s's own.
+        Exact, and without summing every posting where the bounds allow (:meth:`_bounded_best`,
+        MaxScore); else every posting is summed (:meth:`_summed_best`). Both score their candidates
+        with :meth:`at`, so the float32 scores and their order are bm25s's own.
         """
         if count <= 0 or not self.postings:
             return np.zeros(0, dtype=np.int64)
+        found = self._bounded_best(count)
+        return self._summed_best(count) if found is None else found
+
+    def _bounded_best(self, count: int) -> np.ndarray | None:
+        """:meth:`best` from the documents of the lists with the largest scores only; None past a budget.
+
+        MaxScore: lists are taken in descending order of their largest score (``Posting.top``)
+        and their new documents scored exactly. Once the ``count``-th best score so far (theta)
+        exceeds the sum of the largest scores of the lists not taken (with a margin for float32
+        rounding), no document outside the taken lists can score theta, so none can enter the
+        best ``count`` or tie with its last: the result is the full pass's, ties included. On
+        questions whose terms are all common no such bound comes soon; past a budget of
+        documents scored (cheaper than summing every posting) it gives up.
+        """
+        ordered = sorted(self.postings, key=lambda p: -p.top)  # stable: query order among equal tops
+        tops = np.array([p.top for p in ordered], dtype=np.float64)
+        if not np.all(np.isfinite(tops)):
+            return None
+        left = np.concatenate([np.cumsum(tops[::-1])[::-1][1:], [0.0]])  # sum of the tops after each list
+        slack = 1.0 + 1e-6 * len(ordered)  # float32 sums of n terms stay within n * 2**-24 of the exact sum
+        total = sum(len(p.docs) for p in ordered)
+        budget = max(256, total // (4 * len(ordered)))  # scoring one document costs a search per list
+        candidates = np.zeros(0, dtype=np.int64)
+        scores = np.zeros(0, dtype=np.float32)
+        for position, posting in enumerate(ordered):
+            if len(posting.docs) > budget:  # (before finding which of its documents are new)
+                return None
+            new = np.setdiff1d(np.asarray(posting.docs, dtype=np.int64), candidates, assume_unique=True)
+            if len(candidates) + len(new) > budget:
+                return None
+            if len(new):
+                candidates = np.concatenate([candidates, new])
+                scores = np.concatenate([scores, self.at(new)])
+            if len(scores) >= count and left[position] > 0:
+                theta = float(np.partition(scores, len(scores) - count)[len(scores) - count])
+                if theta > 0 and left[position] * slack < theta:
+                    break
+        return _top(candidates, scores, count)
+
+    def _summed_best(self, count: int) -> np.ndarray:
+        """:meth:`best` by summing every posting per document (the full pass).
+
+        The postings are summed per document in one ``bincount`` (float64, over the documents up to
+        the highest one matched: a C loop over the postings and a memset, no Python per document);
+        every document within a rounding margin of the ``count``-th sum is then scored exactly
+        (:meth:`at`).
+        """
         docs = np.concatenate([p.docs for p in self.postings])
         if not len(docs):
             return np.zeros(0, dtype=np.int64)
