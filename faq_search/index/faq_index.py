@@ -34,7 +34,7 @@ from faq_search.encoding.runtime import Runtime
 from faq_search.encoding.settings import ADAPTED_MODEL, EncoderIdentity, EncoderSettings, Fields, choice
 from faq_search.errors import InputError
 from faq_search.index.build import CACHE_CHUNK, BuildOptions, build_index, stored_vectors
-from faq_search.index.columnar import LazyColumn, take_entries
+from faq_search.index.columnar import LazyColumn, take_questions
 from faq_search.index.columns import FILTERS_DIR, FilterColumns, build_columns
 from faq_search.index.confidence import DENSE_POOL, POOL, ConfidenceModel, default_model, question_groups
 from faq_search.index.edits import deleted, upserted
@@ -527,7 +527,7 @@ class FaqIndex:
         Made per pool from the candidates' own questions, so the first question
         on a million-entry bundle decodes a hundred entries, not all of them.
         """
-        return question_groups([e.questions for e in take_entries(self.entries, entries.tolist())])
+        return question_groups(take_questions(self.entries, entries.tolist()))
 
     @property
     def pool_lexicon(self) -> PoolLexicon:

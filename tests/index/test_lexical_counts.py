@@ -145,16 +145,29 @@ def oracle(matches: LexicalMatches, count: int) -> list[int]:
     return sorted((i for i in range(len(scores)) if scores[i] > 0), key=lambda i: (-scores[i], i))[:count]
 
 
+def paths(matches: LexicalMatches, count: int) -> dict[str, list[int] | None]:
+    """What :meth:`LexicalMatches.best` and each of its ways give (None: the bounded way declined)."""
+    ordered = sorted(matches.postings, key=lambda p: -p.top)
+    tops = np.array([p.top for p in ordered])
+    theta = matches._theta(ordered[0], count)
+    bounded = matches._bounded_best(ordered, tops, theta, count) if theta > 0 else None
+    return {
+        "best": matches.best(count).tolist(),
+        "summed": matches._summed_best(count, 0.0).tolist(),
+        "summed from theta": matches._summed_best(count, theta).tolist(),
+        "bounded": None if bounded is None else bounded.tolist(),
+    }
+
+
 @pytest.mark.parametrize("seed", range(300))
 def test_the_bounded_best_entries_are_the_full_passes_ties_included(seed: int) -> None:
     rng = np.random.default_rng(seed)
     matches = random_matches(rng, int(rng.integers(1, 400)))
     count = int(rng.integers(1, 15))
     expected = oracle(matches, count)
-    assert matches.best(count).tolist() == expected
-    assert matches._summed_best(count).tolist() == expected
-    bounded = matches._bounded_best(count)
-    assert bounded is None or bounded.tolist() == expected
+    found = paths(matches, count)
+    assert found["best"] == found["summed"] == found["summed from theta"] == expected
+    assert found["bounded"] in (None, expected)
 
 
 def test_a_rare_strong_term_bounds_the_search_without_the_common_lists() -> None:
@@ -168,7 +181,7 @@ def test_a_rare_strong_term_bounds_the_search_without_the_common_lists() -> None
     rare_scores = rng.uniform(8, 9, len(rare)).astype(np.float32)
     postings.append(Posting(3, rare, rare_scores, float(rare_scores.max())))
     matches = LexicalMatches(postings, size)
-    bounded = matches._bounded_best(10)
-    assert bounded is not None  # answered from the rare list's 40 documents: the common lists sum to 1.5 < 8
-    assert bounded.tolist() == oracle(matches, 10) == matches._summed_best(10).tolist()
-    assert _top(np.arange(size), matches.dense(), 10).tolist() == bounded.tolist()
+    found = paths(matches, 10)
+    assert found["bounded"] is not None  # from the rare list's 40 documents: the common lists sum to 1.5 < 8
+    assert found["bounded"] == found["best"] == found["summed"] == oracle(matches, 10)
+    assert _top(np.arange(size), matches.dense(), 10).tolist() == found["best"]
