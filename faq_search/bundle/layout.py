@@ -9,7 +9,8 @@
     entries.jsonl   one FAQ entry per line (id, questions, answer, metadata)
     rows/*.npy      (large bundles, instead of rows.json) the same row table as .npy columns, memory-mapped
     entries.arrow   (large bundles, instead of entries.jsonl) the entries as an Arrow IPC file, memory-mapped
-    lexical/        the BM25 index when fusion is on (bm25s's .npy arrays and JSON)
+    lexical/        the BM25 index when fusion is on (bm25s's .npy arrays and JSON; term_counts.npy and
+                    document_lengths.npy: each score's term frequency and each entry's token count)
     encoder/        an adapted encoder (safetensors, config, tokenizer), when ``faq-search adapt`` kept one
     onnx/           the query encoder as an ONNX graph, its tokenizer and identity, for answering without torch
                     (``faq-search onnx``; see faq_search.encoding.onnx_export)
@@ -38,6 +39,8 @@ MAPPED_FILES = (
     ROWS_DIGEST,
     ENTRIES_ARROW,
     *(f"lexical/{name}.csc.index.npy" for name in ("data", "indices", "indptr")),
+    "lexical/term_counts.npy",
+    "lexical/document_lengths.npy",
 )
 """Files a reader maps into memory instead of reading (after checking them): the large ones (BM25's arrays too)."""
 

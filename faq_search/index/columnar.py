@@ -66,6 +66,12 @@ def take_entries(entries: Sequence[FaqEntry], positions: Sequence[int]) -> list[
     return list(take(positions)) if take is not None else [entries[p] for p in positions]
 
 
+def take_questions(entries: Sequence[FaqEntry], positions: Sequence[int]) -> list[tuple[str, ...]]:
+    """The questions of the entries at ``positions``: from a columnar table that column alone is decoded."""
+    take = getattr(entries, "take_questions", None)
+    return list(take(positions)) if take is not None else [e.questions for e in take_entries(entries, positions)]
+
+
 def npy_bytes(array: np.ndarray) -> bytes:
     """``array`` in NumPy's ``.npy`` format (never pickled: object arrays are refused)."""
     if array.dtype.hasobject:
@@ -138,7 +144,15 @@ class ColumnarEntries(LazyColumn, LazySequence[FaqEntry]):
         return _entry(values)
 
     def take(self, positions: Sequence[int]) -> list[FaqEntry]:
-        """The entries at ``positions``, decoded batch by batch (a pool's hundred candidates at once).
+        """The entries at ``positions``, decoded batch by batch (a pool's hundred candidates at once)."""
+        return [_entry(row) for row in self._rows(positions)]
+
+    def take_questions(self, positions: Sequence[int]) -> list[tuple[str, ...]]:
+        """The questions of the entries at ``positions``: only that column is decoded (no answer, no metadata)."""
+        return [tuple(row["questions"] or ()) for row in self._rows(positions, ["questions"])]
+
+    def _rows(self, positions: Sequence[int], columns: list[str] | None = None) -> list[dict[str, Any]]:
+        """The rows at ``positions`` as dicts (of ``columns`` only, if given), taken batch by batch.
 
         Each record batch is taken from on its own: ``take`` on the whole table would first join its
         batches (a copy of every entry).
@@ -152,12 +166,13 @@ class ColumnarEntries(LazyColumn, LazySequence[FaqEntry]):
             self._batches = self._table.to_batches()
             self._offsets = np.cumsum([0] + [batch.num_rows for batch in self._batches])
         batch_of = np.searchsorted(self._offsets, chosen, side="right") - 1
-        out: list[FaqEntry | None] = [None] * len(chosen)
+        out: list[dict[str, Any] | None] = [None] * len(chosen)
         for batch in np.unique(batch_of).tolist():
             where = np.flatnonzero(batch_of == batch)
-            rows = self._batches[batch].take(chosen[where] - self._offsets[batch]).to_pylist()
+            source = self._batches[batch] if columns is None else self._batches[batch].select(columns)
+            rows = source.take(chosen[where] - self._offsets[batch]).to_pylist()
             for at, row in zip(where.tolist(), rows, strict=True):
-                out[at] = _entry(row)
+                out[at] = row
         return out  # type: ignore[return-value]  # every slot is filled
 
     def __iter__(self) -> Iterator[FaqEntry]:

@@ -34,7 +34,7 @@ from faq_search.encoding.runtime import Runtime
 from faq_search.encoding.settings import ADAPTED_MODEL, EncoderIdentity, EncoderSettings, Fields, choice
 from faq_search.errors import InputError
 from faq_search.index.build import CACHE_CHUNK, BuildOptions, build_index, stored_vectors
-from faq_search.index.columnar import LazyColumn, take_entries
+from faq_search.index.columnar import LazyColumn, take_questions
 from faq_search.index.columns import FILTERS_DIR, FilterColumns, build_columns
 from faq_search.index.confidence import DENSE_POOL, POOL, ConfidenceModel, default_model, question_groups
 from faq_search.index.edits import deleted, upserted
@@ -527,16 +527,17 @@ class FaqIndex:
         Made per pool from the candidates' own questions, so the first question
         on a million-entry bundle decodes a hundred entries, not all of them.
         """
-        return question_groups([e.questions for e in take_entries(self.entries, entries.tolist())])
+        return question_groups(take_questions(self.entries, entries.tolist()))
 
     @property
     def pool_lexicon(self) -> PoolLexicon:
         """The per-entry BM25 tokens the candidates' own lexical evidence is computed from (tokenized on use)."""
         if self._pool_lexicon is None:
+            lexical = self.lexical  # its stored term frequencies spare tokenizing candidates (before the lock)
             with self._lock:
                 if self._pool_lexicon is None:
                     documents = EntryDocuments(self.entries, QUESTION in self._manifest.fields)
-                    self._pool_lexicon = PoolLexicon(documents, self.hybrid.language)
+                    self._pool_lexicon = PoolLexicon(documents, self.hybrid.language, lexical)
         return self._pool_lexicon
 
     def _layout(self) -> DenseLayout:

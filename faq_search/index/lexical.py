@@ -16,6 +16,8 @@ benchmarks (benchmarks/confidence.py) measure the confidence against it.
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
 import re
 import tempfile
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from faq_search.bundle.files import Content
-from faq_search.errors import InputError
+from faq_search.errors import BundleError, InputError
 from faq_search.index.lexical_matches import LexicalBatch, LexicalMatches, Posting
 
 
@@ -69,11 +71,19 @@ LEXICAL_DIR = "lexical"
 _ARRAYS = ("data", "indices", "indptr")
 """bm25s's sparse score matrix (CSC: a column of per-document scores per term), one ``.npy`` file each."""
 
+TERM_COUNTS = "term_counts.npy"
+"""Each score's term frequency, aligned with bm25s's ``data`` (the same CSC indices and indptr), unsigned ints."""
+DOCUMENT_LENGTHS = "document_lengths.npy"
+"""Each document's token count (stop words dropped), one per entry: with :data:`TERM_COUNTS` what the pool BM25
+(:mod:`.pool_lexical`) needs, so it never tokenizes a candidate. Bundles written before them lack both files."""
+
 
 class LexicalIndex:
     """BM25 scores of every document for a batch of queries."""
 
     _bm25: Any  # a bm25s.BM25, or None when no document has a single term (all stop words, emoji or punctuation)
+    _counts: np.ndarray | None  # TERM_COUNTS, or None (a bundle written before them)
+    _lengths: np.ndarray | None  # DOCUMENT_LENGTHS, or None
 
     def __init__(self, documents: Sequence[str], settings: HybridSettings | None = None) -> None:
         import bm25s
@@ -83,6 +93,7 @@ class LexicalIndex:
         if tokens.vocab:
             self._bm25 = bm25s.BM25(k1=self.settings.k1, b=self.settings.b, method="lucene")
             self._bm25.index(tokens, show_progress=False)
+            self._counts, self._lengths = _term_counts(tokens.ids, self._bm25.scores)
 
     def _setup(self, settings: HybridSettings, size: int) -> None:
         self.settings = settings
@@ -92,6 +103,8 @@ class LexicalIndex:
         self._stopword_set = stopword_set(settings.language)
         self._bm25 = None
         self._posting_cache: dict[int, Posting] = {}
+        self._counts = None
+        self._lengths = None
 
     def to_files(self) -> dict[str, bytes]:
         """The built index as bm25s writes it (``.npy`` arrays without pickle, JSON), by file name."""
@@ -99,7 +112,11 @@ class LexicalIndex:
             return {}
         with tempfile.TemporaryDirectory(prefix="faq-search-bm25-") as scratch:
             self._bm25.save(scratch, allow_pickle=False)
-            return {path.name: path.read_bytes() for path in sorted(Path(scratch).iterdir()) if path.is_file()}
+            files = {path.name: path.read_bytes() for path in sorted(Path(scratch).iterdir()) if path.is_file()}
+        if self._counts is not None and self._lengths is not None:
+            files[TERM_COUNTS] = _npy_bytes(self._counts)
+            files[DOCUMENT_LENGTHS] = _npy_bytes(self._lengths)
+        return files
 
     @classmethod
     def from_files(cls, files: Mapping[str, Content], size: int, settings: HybridSettings) -> LexicalIndex | None:
@@ -139,7 +156,39 @@ class LexicalIndex:
         bm25.scores = {**arrays, "num_docs": num_docs}
         bm25.nonoccurrence_array = None  # "lucene" scores no absent term
         index._bm25 = bm25
+        index._counts, index._lengths = _stored_counts(files, len(arrays["data"]), size)
         return index
+
+    @property
+    def has_counts(self) -> bool:
+        """Whether each document's term frequencies and length are stored (bundles from before them: no)."""
+        return self._counts is not None and self._lengths is not None
+
+    def document_lengths(self, entries: np.ndarray) -> np.ndarray:
+        """Token counts (stop words dropped) of ``entries``' documents: ``len(analyse([document])[0])``."""
+        if self._lengths is None:
+            raise ValueError("this BM25 index stores no document lengths (see has_counts)")
+        return self._lengths[entries]
+
+    def term_frequencies(self, term: str, entries: np.ndarray) -> np.ndarray:
+        """How often the (stemmed) ``term`` occurs in each of ``entries``' documents; 0 outside the vocabulary.
+
+        Read from the term's posting list (a binary search per entry), not from the documents.
+        """
+        if self._counts is None:
+            raise ValueError("this BM25 index stores no term frequencies (see has_counts)")
+        out = np.zeros(len(entries), dtype=self._counts.dtype)
+        bm25 = self._bm25
+        term_id = -1 if bm25 is None else bm25.vocab_dict.get(term, -1)
+        if not 0 <= term_id < len(bm25.scores["indptr"]) - 1:
+            return out
+        posting = self._posting(term_id)
+        if not len(posting.docs) or posting.counts is None:
+            return out
+        at = np.minimum(np.searchsorted(posting.docs, entries), len(posting.docs) - 1)
+        found = posting.docs[at] == entries
+        out[found] = posting.counts[at[found]]
+        return out
 
     def scores(self, queries: Sequence[str]) -> np.ndarray:
         """float32 ``[len(queries), documents]``; zero where a query shares no term (:meth:`matches`, dense)."""
@@ -176,12 +225,66 @@ class LexicalIndex:
             indptr, indices, data = (self._bm25.scores[key] for key in ("indptr", "indices", "data"))
             start, end = int(indptr[term]), int(indptr[term + 1])
             docs, scores = indices[start:end], data[start:end]
+            counts = None if self._counts is None else self._counts[start:end]
             if len(docs) > 1 and not bool(np.all(docs[1:] > docs[:-1])):  # bm25s writes them sorted; be sure
                 order = np.argsort(docs, kind="stable")
                 docs, scores = docs[order], scores[order]
-            found = Posting(term, docs, scores, float(scores.max(initial=0.0)))
+                counts = None if counts is None else counts[order]
+            found = Posting(term, docs, scores, float(scores.max(initial=0.0)), counts)
             self._posting_cache[term] = found
         return found
+
+
+def _term_counts(
+    ids: Sequence[Sequence[int]], scores: Mapping[str, Any]
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """:data:`TERM_COUNTS` and :data:`DOCUMENT_LENGTHS` of bm25s's token ids, or (None, None) if they do not align.
+
+    The (term, document) pairs sorted by term then document are a CSC matrix's order; the counts
+    are kept only when their documents and column bounds equal bm25s's ``indices`` and ``indptr``
+    exactly, so a count always sits at the position of its score.
+    """
+    lengths = np.fromiter((len(doc) for doc in ids), dtype=np.int64, count=len(ids))
+    terms = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+    docs = np.repeat(np.arange(len(ids), dtype=np.int64), lengths)
+    pairs, counts = np.unique((terms << 32) | docs, return_counts=True)
+    indices, indptr = scores["indices"], scores["indptr"]
+    columns = np.bincount(pairs >> 32, minlength=len(indptr) - 1)
+    if (
+        len(pairs) != len(indices)
+        or len(columns) != len(indptr) - 1
+        or not np.array_equal(pairs & 0xFFFFFFFF, indices)
+        or not np.array_equal(np.cumsum(columns), np.asarray(indptr)[1:])
+    ):
+        return None, None
+    return counts.astype(_unsigned(counts)), lengths.astype(_unsigned(lengths))
+
+
+def _unsigned(values: np.ndarray) -> type[np.unsignedinteger[Any]]:
+    """The smallest unsigned integer type holding every one of ``values`` (counts: 0 upwards)."""
+    top = int(values.max(initial=0))
+    return next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64) if top <= np.iinfo(t).max)
+
+
+def _stored_counts(files: Mapping[str, Content], scores: int, size: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The stored :data:`TERM_COUNTS` and :data:`DOCUMENT_LENGTHS` when both are there and fit; else (None, None)."""
+    from faq_search.index.columnar import npy_view
+
+    if TERM_COUNTS not in files or DOCUMENT_LENGTHS not in files:
+        return None, None
+    try:
+        counts, lengths = npy_view(files[TERM_COUNTS], TERM_COUNTS), npy_view(files[DOCUMENT_LENGTHS], DOCUMENT_LENGTHS)
+    except BundleError:
+        return None, None
+    if counts.shape != (scores,) or lengths.shape != (size,) or counts.dtype.kind != "u" or lengths.dtype.kind != "u":
+        return None, None
+    return counts, lengths
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.save(out, np.ascontiguousarray(array), allow_pickle=False)
+    return out.getvalue()
 
 
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")  # bm25s's (and scikit-learn's) token pattern

@@ -16,15 +16,22 @@ from typing import overload
 
 import numpy as np
 
+SEEDS = 64
+"""Documents of the strongest posting list scored first: a lower bound on the best scores (see ``best``)."""
+
 
 @dataclass(frozen=True)
 class Posting:
-    """One term's posting list: the documents holding it, ascending, their BM25 part, and its largest."""
+    """One term's posting list: the documents holding it, ascending, their BM25 part, and its largest.
+
+    ``counts``: the term's frequency in each document, where the index stores them (else None).
+    """
 
     term: int
     docs: np.ndarray
     scores: np.ndarray  # float32
     top: float
+    counts: np.ndarray | None = None
 
 
 class LexicalMatches:
@@ -61,25 +68,76 @@ class LexicalMatches:
     def best(self, count: int) -> np.ndarray:
         """The entries of the ``count`` best scores above 0, best first (ties: the lower entry).
 
-        The postings are summed per document in one ``bincount`` (float64, over the documents up to
-        the highest one matched: a C loop over the postings and a memset, no Python per document);
-        every document within a rounding margin of the ``count``-th sum is then scored exactly
-        (:meth:`at`), so the float32 scores and their order are bm25s's own.
+        Exact, with no pass over every document of the FAQ: a lower bound on the ``count``-th best
+        score (theta, :meth:`_theta`) lets only the lists that can still matter be read
+        (:meth:`_bounded_best`, MaxScore) or, when those are long, every posting be summed but only
+        the documents reaching theta be scored (:meth:`_summed_best`). Candidates are scored with
+        :meth:`at`, so the float32 scores and their order are bm25s's own.
         """
         if count <= 0 or not self.postings:
             return np.zeros(0, dtype=np.int64)
+        ordered = sorted(self.postings, key=lambda p: -p.top)  # stable: query order among equal tops
+        tops = np.array([p.top for p in ordered], dtype=np.float64)
+        if not np.all(np.isfinite(tops)):
+            return self._summed_best(count, 0.0)
+        theta = self._theta(ordered[0], count)
+        found = self._bounded_best(ordered, tops, theta, count) if theta > 0 else None
+        return self._summed_best(count, theta) if found is None else found
+
+    def _theta(self, strongest: Posting, count: int) -> float:
+        """The ``count``-th best exact score among the strongest list's best documents (0 if fewer score).
+
+        A lower bound on the ``count``-th best score of all: these documents are some of them.
+        """
+        docs, scores = strongest.docs, strongest.scores
+        seeds = max(4 * count, SEEDS)
+        if len(docs) > seeds:
+            docs = docs[np.sort(np.argpartition(scores, len(scores) - seeds)[len(scores) - seeds :])]
+        exact = self.at(np.asarray(docs, dtype=np.int64))
+        exact = exact[exact > 0]
+        if len(exact) < count:
+            return 0.0
+        return float(np.partition(exact, len(exact) - count)[len(exact) - count])
+
+    def _bounded_best(self, ordered: list[Posting], tops: np.ndarray, theta: float, count: int) -> np.ndarray | None:
+        """:meth:`best` from the documents of the essential lists only; None when they are too many.
+
+        MaxScore: the lists of the smallest largest scores (``Posting.top``) whose tops sum below
+        theta (with a margin for float32 rounding) are not essential: a document found only in
+        them scores below theta, so it can neither enter the best ``count`` nor tie with the last.
+        Every document of the other lists is scored exactly; past a budget of documents (a search
+        per list each) summing every posting costs less.
+        """
+        slack = 1.0 + 1e-6 * len(ordered)  # float32 sums of n terms stay within n * 2**-24 of the exact sum
+        rising = np.cumsum(tops[::-1]) * slack
+        essential = ordered[: len(ordered) - int(np.searchsorted(rising, theta, side="left"))]
+        budget = max(SEEDS, sum(len(p.docs) for p in ordered) // (2 * len(ordered)))
+        if not essential or sum(len(p.docs) for p in essential) > budget:
+            return None
+        candidates = np.unique(np.concatenate([np.asarray(p.docs, dtype=np.int64) for p in essential]))
+        return _top(candidates, self.at(candidates), count)
+
+    def _summed_best(self, count: int, theta: float) -> np.ndarray:
+        """:meth:`best` by summing every posting per document (float64 ``bincount``; a C loop, no Python).
+
+        The candidates are the documents whose sum reaches theta (less a rounding margin: float32
+        sums differ from float64 ones by far less), or without theta those within that margin of the
+        ``count``-th best sum; they are then scored exactly (:meth:`at`).
+        """
         docs = np.concatenate([p.docs for p in self.postings])
         if not len(docs):
             return np.zeros(0, dtype=np.int64)
         sums = np.bincount(docs, weights=np.concatenate([p.scores for p in self.postings]).astype(np.float64))
-        sums = np.nan_to_num(sums, nan=0.0, posinf=0.0, neginf=0.0)
         if self.allowed is not None:
             sums[~self.allowed[: len(sums)]] = 0
-        candidates = np.flatnonzero(sums > 0)
-        if len(candidates) > count:
-            values = sums[candidates]
+        margin = 1e-5 + 1e-7 * len(self.postings)
+        candidates = np.flatnonzero(sums >= theta * (1 - margin)) if theta > 0 else np.flatnonzero(sums > 0)
+        values = sums[candidates]
+        finite = np.isfinite(values)  # (an infinite or NaN sum scores 0, as in :meth:`at`)
+        candidates, values = candidates[finite], values[finite]
+        if len(candidates) > max(count, SEEDS):
             kth = float(np.partition(values, len(values) - count)[len(values) - count])
-            candidates = candidates[values >= kth - 1e-5 * abs(kth)]  # float32 sums differ by far less
+            candidates = candidates[values >= kth - margin * abs(kth)]
         return _top(candidates, self.at(candidates), count)
 
     def only(self, allowed: np.ndarray) -> LexicalMatches:

@@ -14,7 +14,10 @@ they find the same candidates.
 What it is not: a search. It scores the hundred candidates dense retrieval
 already chose; the FAQ-wide BM25 index still reports ``Match.lexical``.
 Tokens are those of the FAQ-wide index (bm25s's tokenizer, Snowball stemmer,
-Lucene's English stop words), computed once per entry on first use.
+Lucene's English stop words). A bundle's BM25 index stores each document's
+term frequencies and length (:meth:`LexicalIndex.term_frequencies`), read
+from the question's terms' posting lists; with an index from before them,
+each candidate is tokenized once on first use and its tokens kept.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,6 +35,7 @@ from faq_search.index.lexical import analyse, entry_document, stopword_set
 
 if TYPE_CHECKING:
     from faq_search.corpus import FaqEntry
+    from faq_search.index.lexical import LexicalIndex
 
 K1 = 1.5
 B = 0.3
@@ -70,11 +74,14 @@ class PoolLexicon:
 
     ``documents`` are the texts the FAQ-wide index holds, one per entry, in entry order; only the
     candidates' are read (:class:`EntryDocuments` makes them on demand, so a large FAQ is never decoded whole).
+    ``counts``: the FAQ-wide index of these same documents and tokens, when it stores their term
+    frequencies and lengths (:attr:`LexicalIndex.has_counts`): then no document is read or tokenized.
     """
 
-    def __init__(self, documents: Sequence[str], language: str = "english") -> None:
+    def __init__(self, documents: Sequence[str], language: str = "english", counts: LexicalIndex | None = None) -> None:
         self.documents = documents
         self.language = language
+        self.counts = counts if counts is not None and counts.has_counts else None
         self.entries: object = None
         """What the owner built this from (FaqIndex keeps its entry list here to notice a change)."""
         self._tokens: dict[int, Counter[str]] = {}
@@ -96,6 +103,11 @@ class PoolLexicon:
         ``pool`` is the candidate count IDF assumes (at least ``len(entries)``): a term found in
         ``df`` candidates weighs ``log(1 + (pool - df + 0.5) / (df + 0.5))``.
         """
+        if self.counts is not None:
+            stored, positions = self.counts, np.asarray(entries, dtype=np.int64)
+            terms = set(self.tokenize([question])[0])  # the same terms in the same order as below
+            frequencies = (stored.term_frequencies(term, positions) for term in terms)
+            return _bm25(frequencies, stored.document_lengths(positions), len(positions), pool)
         known = {e: self._tokens.get(e) for e in entries}  # this call's own view: another may clear the cache
         missing = [e for e, counts in known.items() if counts is None]
         if missing:
@@ -118,15 +130,21 @@ def pool_bm25(terms: set[str], documents: Sequence[Counter[str]], lengths: Seque
 
     ``pool_bm25({"a"}, [Counter(a=1), Counter(b=1)], [1, 1], 2) -> array([0.693..., 0.])`` (idf log 2, tf part 1)
     """
-    out = np.zeros(len(documents))
-    if not documents or not terms:
+    frequencies = (np.array([doc.get(term, 0) for doc in documents]) for term in terms)
+    return _bm25(frequencies, lengths, len(documents), pool)
+
+
+def _bm25(frequencies: Iterable[np.ndarray], lengths: Sequence[int] | np.ndarray, count: int, pool: int) -> np.ndarray:
+    """:func:`pool_bm25` from each query term's frequencies in the ``count`` documents (one array per term)."""
+    out = np.zeros(count)
+    if not count:
         return out
     size = np.asarray(lengths, dtype=np.float64)
     mean = size.mean() or 1.0
     norm = K1 * (1 - B + B * size / mean)
-    total = max(pool, len(documents))
-    for term in terms:
-        tf = np.array([doc.get(term, 0) for doc in documents], dtype=np.float64)
+    total = max(pool, count)
+    for counts in frequencies:
+        tf = counts.astype(np.float64)
         df = int((tf > 0).sum())
         if df:
             idf = math.log(1 + (total - df + 0.5) / (df + 0.5))

@@ -234,19 +234,28 @@ def confident_search(
         union = only_allowed(union, allowed)  # ... among the filtered entries only
     for q, pool in enumerate(pools(vectors, questions, size, layout, store, lexicon, union, allowed)):
         positions, confidences = model.rank(pool.cosine, pool.lexical, k, _of(groups, pool.entries))
+        reported = None if lexical is None else _reported(lexical, q, pool.entries[positions])
         out.append(
             [
                 Ranked(
                     int(pool.entries[i]),
                     conf,
                     float(pool.cosine[i]),
-                    None if lexical is None else float(lexical[q, pool.entries[i]]),
+                    None if reported is None else float(reported[j]),
                     pool.row(i),
                 )
-                for i, conf in zip(positions.tolist(), confidences.tolist(), strict=True)
+                for j, (i, conf) in enumerate(zip(positions.tolist(), confidences.tolist(), strict=True))
             ]
         )
     return out
+
+
+def _reported(lexical: LexicalScores, query: int, entries: np.ndarray) -> np.ndarray:
+    """``lexical[query, e]`` of each of ``entries`` (``Match.lexical``), read from the postings once for all."""
+    row = lexical[query]
+    if isinstance(row, LexicalMatches):
+        return row.at(entries)
+    return np.asarray(row)[entries]
 
 
 def ranked_features(pool: Pool, fusion_weight: float, groups: Groups | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -10,6 +10,7 @@ import pytest
 
 from faq_search.corpus import FaqEntry, read_faq
 from faq_search.index import files as index_files
+from faq_search.index.columnar import take_questions
 from faq_search.index.confidence import default_model
 from faq_search.index.faq_index import FaqIndex
 from faq_search.index.lexical import HybridSettings, LexicalIndex, analyse, stopword_set
@@ -122,5 +123,8 @@ def test_columnar_entries_take_decodes_as_reading_one_by_one(monkeypatch: pytest
     loaded = FaqIndex.load(tmp_path / "bundle", encoder=FakeEncoder())
     positions = [5, 2, 0, len(found) - 1, 2]
     assert loaded.entries.take(positions) == [found[p] for p in positions]  # type: ignore[attr-defined]
+    expected = [found[p].questions for p in positions]
+    assert take_questions(loaded.entries, positions) == take_questions(found, positions) == expected
+    assert any(expected)  # (the sample FAQ's entries have questions)
     with pytest.raises(IndexError):
         loaded.entries.take([len(found)])  # type: ignore[attr-defined]
