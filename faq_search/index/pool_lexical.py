@@ -97,6 +97,11 @@ class PoolLexicon:
             self._stemmer = Stemmer.Stemmer(self.language)
         return analyse(texts, self._stopwords, self._stemmer)
 
+    def query_terms(self, question: str) -> list[str]:
+        """The question's distinct terms in first-seen order: BM25 sums them in this order, so its last
+        bits are the same in every process (a set's order moves with ``PYTHONHASHSEED``)."""
+        return list(dict.fromkeys(self.tokenize([question])[0]))
+
     def scores(self, question: str, entries: Sequence[int], pool: int) -> np.ndarray:
         """BM25 of ``question`` against each of ``entries`` with the pool's own statistics (float64).
 
@@ -105,7 +110,7 @@ class PoolLexicon:
         """
         if self.counts is not None:
             stored, positions = self.counts, np.asarray(entries, dtype=np.int64)
-            terms = set(self.tokenize([question])[0])  # the same terms in the same order as below
+            terms = self.query_terms(question)
             frequencies = (stored.term_frequencies(term, positions) for term in terms)
             return _bm25(frequencies, stored.document_lengths(positions), len(positions), pool)
         known = {e: self._tokens.get(e) for e in entries}  # this call's own view: another may clear the cache
@@ -121,11 +126,10 @@ class PoolLexicon:
                 for entry, counts in zip(missing, counted, strict=True):
                     self._tokens[entry] = counts
         documents = [known[e] or Counter() for e in entries]  # every one is known by now
-        query_terms = set(self.tokenize([question])[0])
-        return pool_bm25(query_terms, documents, [d.total() for d in documents], pool)
+        return pool_bm25(self.query_terms(question), documents, [d.total() for d in documents], pool)
 
 
-def pool_bm25(terms: set[str], documents: Sequence[Counter[str]], lengths: Sequence[int], pool: int) -> np.ndarray:
+def pool_bm25(terms: Iterable[str], documents: Sequence[Counter[str]], lengths: Sequence[int], pool: int) -> np.ndarray:
     """BM25 (k1 :data:`K1`, b :data:`B`) of a query's ``terms`` in each document, statistics from these documents.
 
     ``pool_bm25({"a"}, [Counter(a=1), Counter(b=1)], [1, 1], 2) -> array([0.693..., 0.])`` (idf log 2, tf part 1)

@@ -267,7 +267,7 @@ def test_hybrid_ask_equals_a_brute_force_oracle(
                 for e in entries
             ]
         )
-        own = pool_bm25(set(lexicon.tokenize([question])[0]), documents, [sum(d.values()) for d in documents], 100)
+        own = pool_bm25(lexicon.query_terms(question), documents, [sum(d.values()) for d in documents], 100)
         groups = confidence.question_groups([e.questions if with_questions else () for e in entries])
         rows = confidence.features(dense, own, model.fusion_weight, groups)
         expected = np.lexsort((np.arange(len(entries)), -rows[:, 0]))[:3]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -185,3 +188,25 @@ def test_a_rare_strong_term_bounds_the_search_without_the_common_lists() -> None
     assert found["bounded"] is not None  # from the rare list's 40 documents: the common lists sum to 1.5 < 8
     assert found["bounded"] == found["best"] == found["summed"] == oracle(matches, 10)
     assert _top(np.arange(size), matches.dense(), 10).tolist() == found["best"]
+
+
+def test_the_pool_bm25_is_the_same_to_the_last_bit_in_every_process() -> None:
+    """Terms are summed in the question's order, not a set's (whose order moves with PYTHONHASHSEED)."""
+    script = (
+        "from faq_search.index.pool_lexical import PoolLexicon\n"
+        "docs = ['reset your password in settings', 'billing invoices and refunds', 'password reset link expired']\n"
+        "lexicon = PoolLexicon(docs)\n"
+        "print(lexicon.query_terms('expired password reset link for billing'))\n"
+        "print(lexicon.scores('expired password reset link for billing', [0, 1, 2], 100).tobytes().hex())\n"
+    )
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2", "3", "4")
+    }
+    assert len(runs) == 1

@@ -180,7 +180,7 @@ def test_hybrid_ranking_scores_the_brute_force_evidence(fake_encoder: FakeEncode
     documents = [Counter(tokens) for tokens in lexicon.tokenize(lexicon.documents)]
     oracle_dense = np.array([[max(cosine(q, t) for t in (*e.questions, e.answer)) for e in ENTRIES] for q in QUESTIONS])
     for q, matches in enumerate(index.ask_batch(QUESTIONS, k=len(ENTRIES), min_score=0.0)):
-        terms = set(lexicon.tokenize([QUESTIONS[q]])[0])
+        terms = lexicon.query_terms(QUESTIONS[q])
         own = pool_bm25(terms, documents, [sum(d.values()) for d in documents], confidence.POOL)
         rows = confidence.features(oracle_dense[q], own, model.fusion_weight)
         expected = model.predict(rows)
