@@ -18,7 +18,9 @@ drawn at random (``--seed``) among those with at least 3 queries of their own
 per gap definition ``--gap weight@review`` (``askings@0.9``: the default of
 ``faq-search gaps``; ``askings@none``: the previous one, below the threshold
 only; ``expected@0.9``: ``--weight expected``), topic encoder, clustering
-and ranking. ``--workdir DIR`` keeps each set's index and log and re-uses
+and ranking, and per ``--answer-weight`` (how much the distance to the
+closest FAQ answer counts in novelty: 0.5 is the default of ``faq-search
+gaps``, 0 the previous rule, questions only). ``--workdir DIR`` keeps each set's index and log and re-uses
 them on the next run with the same seed, so definitions can be compared on
 one replayed log without indexing and replaying again.
 
@@ -42,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import dataclasses
 import json
 import os
 import random
@@ -68,7 +71,7 @@ from faq_search.traffic.settings import (  # noqa: E402
     Ranking,
     TopicEncoder,
 )
-from faq_search.traffic.topics import topic_space  # noqa: E402
+from faq_search.traffic.topics import ANSWER_WEIGHT, topic_space  # noqa: E402
 
 TOP = 10
 
@@ -189,21 +192,23 @@ def gaps_for_set(args: argparse.Namespace, name: str, count: int, workdir: Path)
     rows = []
     for encoder in args.encoder:
         started = time.perf_counter()
-        space = topic_space(index, encoder)
+        built_space = topic_space(index, encoder)
         space_s = time.perf_counter() - started
-        variants = [(Clustering.AGGLOMERATIVE, s, r) for s in args.similarity for r in args.ranking]
-        variants += [(Clustering.KMEANS, None, r) for r in args.ranking if args.kmeans]
+        variants = [(Clustering.AGGLOMERATIVE, s, r, a) for s in args.similarity for r in args.ranking
+                    for a in args.answer_weight]  # fmt: skip
+        variants += [(Clustering.KMEANS, None, r, a) for r in args.ranking for a in args.answer_weight if args.kmeans]
         for definition in args.gap:
             weight, review = parse_gap(definition)
-            for method, similarity, ranking in variants:
+            for method, similarity, ranking, answer_weight in variants:
                 started = time.perf_counter()
                 options = GapsOptions(
                     review_score=review, weight=weight, similarity=similarity or DEFAULT_SIMILARITY, method=method,
                     ranking=ranking,
                 )  # fmt: skip
+                space = dataclasses.replace(built_space, answer_weight=answer_weight)
                 report = find_gaps(log, index, options, space=space)
                 rows.append({"encoder": encoder.value, "method": method.value, "similarity": similarity,
-                             "ranking": ranking.value, "gap": definition,
+                             "ranking": ranking.value, "answer_weight": answer_weight, "gap": definition,
                              "seconds": space_s + time.perf_counter() - started,
                              "gap_questions": report.gap_questions, "topics": len(report.clusters),
                              **coverage(report, data.removed)})  # fmt: skip
@@ -257,15 +262,15 @@ def print_report(sets: list[dict[str, Any]], runs: list[dict[str, Any]]) -> None
               f"{item['faq_rows_kept']} FAQ rows kept), {item['queries']} queries {replayed}, "
               f"load {item['load_average']:.1f}\n")  # fmt: skip
         print(
-            "| gaps | encoder | clustering | similarity | ranking | gap questions | topics "
+            "| gaps | encoder | clustering | similarity | ranking | answer weight | gap questions | topics "
             "| removed covered by a top-10 topic | top-10 topics about a removed entry | removed queries found as gaps "
             "| seconds |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in item["runs"]:
             similarity = "" if r["similarity"] is None else f"{r['similarity']:g}"
             print(f"| {r['gap']} | {r['encoder']} | {r['method']} | {similarity} | {r['ranking']} "
-                  f"| {r['gap_questions']} "
+                  f"| {r['answer_weight']:g} | {r['gap_questions']} "
                   f"| {r['topics']} "
                   f"| **{r['covered']} / {r['removed']}** | {r['top_topics_about_removed']} / {TOP} "
                   f"| {r['removed_queries_found_as_gaps']} / {r['removed_queries']} "
@@ -302,6 +307,10 @@ def main() -> None:
     parser.add_argument("--similarity", type=float, nargs="+", default=[DEFAULT_SIMILARITY])
     parser.add_argument("--encoder", type=TopicEncoder, nargs="+", default=list(TopicEncoder), help="topic encoders")
     parser.add_argument("--ranking", type=Ranking, nargs="+", default=list(Ranking), help="topic rankings")
+    parser.add_argument(
+        "--answer-weight", type=float, nargs="+", default=[ANSWER_WEIGHT],
+        help="novelty: exponent of the distance to the closest FAQ answer (0: questions only, the previous rule)",
+    )  # fmt: skip
     parser.add_argument(
         "--gap",
         nargs="+",

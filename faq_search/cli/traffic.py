@@ -73,7 +73,7 @@ def gaps(
     rank: Annotated[
         Ranking,
         typer.Option(
-            help="novelty: need (gap askings, see --weight) times distance from every FAQ question "
+            help="novelty: need (gap askings, see --weight) times distance from the FAQ's questions and answers "
             "(missing topics first); volume: need alone."
         ),
     ] = Ranking.NOVELTY,

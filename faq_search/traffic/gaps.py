@@ -9,7 +9,7 @@ expectation), which sums to a topic's *need*. Repeats of the same question
 are embedded (:mod:`faq_search.traffic.topics`: by default the bundle's
 model at its last layer) and clustered (:mod:`faq_search.traffic.cluster`).
 Topics are ranked by need times *novelty* (how far the topic's centre is
-from every question the FAQ has): questions that were only answered with
+from every question and every answer the FAQ has): questions that were only answered with
 low confidence gather next to the entry that answers them and rank below a
 topic of the same need that the FAQ lacks; ``ranking=Ranking.VOLUME`` ranks
 by need alone. Each topic is reported with its need, volume, novelty, its
@@ -97,7 +97,7 @@ class GapCluster:
     closest_id: str | None
     closest_question: str | None
     closest_score: float | None  # the confidence the index gives that entry for the most central question
-    novelty: float = 1.0  # 1 - cosine of the topic's centre to the closest FAQ question
+    novelty: float = 1.0  # its centre's distance from the FAQ's questions and answers (TopicSpace.novelty)
     questions: tuple[str, ...] = field(default=(), repr=False)  # every distinct question, most central first
     need: float = 0.0  # unserved askings in expectation (GapWeight.ASKINGS: the volume)
 

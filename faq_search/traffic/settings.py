@@ -26,7 +26,7 @@ class TopicEncoder(str, Enum):
 
 
 class Ranking(str, Enum):
-    """How topics are ordered: by volume times novelty (how far from every FAQ question), or by volume alone."""
+    """How topics are ordered: by volume times novelty (distance from the FAQ's questions and answers) or by volume."""
 
     NOVELTY = "novelty"
     VOLUME = "volume"

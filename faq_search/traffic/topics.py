@@ -15,24 +15,32 @@ In both, vectors are measured from the FAQ's centre (the mean of its
 reference vectors): mean-pooled BERT vectors share one large common
 direction, so any two questions of a domain have a high raw cosine.
 
-*Novelty* is how far a topic is from everything the FAQ already asks: one
+*Novelty* is how far a topic is from everything the FAQ already says: one
 minus the cosine between the topic's centre and its closest FAQ question
-(its answer, for an entry without questions). A topic of questions that
-are merely answered with low confidence sits next to the entry that answers
-them; a topic the FAQ lacks sits away from all of them. The reference texts
-are capped (:data:`FAQ_TEXT_LIMIT`, an even sample beyond it) so a huge FAQ
-does not make the report encode all of it.
+(its answer, for an entry without questions), times the square root of one
+minus the cosine to its closest FAQ answer. A topic of questions that are
+merely answered with low confidence sits next to the entry that answers
+them, by its question or by what its answer talks about; a topic the FAQ
+lacks sits away from both. The answer's distance counts half (the square
+root): an answer is long and covers more than its question asks, so being
+near one is weaker evidence than being near a question (measured in
+benchmarks/bench_gaps.py and docs/gaps.md: the question alone and the full
+product each cover fewer missing entries). The reference texts are capped
+(:data:`FAQ_TEXT_LIMIT` questions and as many answers, an even sample
+beyond it) so a huge FAQ does not make the report encode all of it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from faq_search.errors import FaqSearchError, InputError
+from faq_search.index.rows import ANSWER
 from faq_search.traffic.settings import TopicEncoder
 
 if TYPE_CHECKING:
@@ -41,6 +49,7 @@ if TYPE_CHECKING:
     from faq_search.index.faq_index import FaqIndex
 
 FAQ_TEXT_LIMIT = 20_000
+ANSWER_WEIGHT = 0.5  # the exponent of the answer's distance in novelty
 
 
 @dataclass(frozen=True)
@@ -51,16 +60,18 @@ class TopicSpace:
     centre: np.ndarray
     reference: np.ndarray  # [n, dim] unit vectors of the FAQ's questions (or answers), centred
     kind: TopicEncoder = TopicEncoder.SENTENCE
+    answers: np.ndarray | None = None  # [m, dim] unit vectors of its answers, centred (None: questions only)
+    answer_weight: float = ANSWER_WEIGHT  # the exponent of the distance to the closest answer (0: questions only)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit vectors of ``texts`` measured from the FAQ's centre."""
         return _unit(np.asarray(self.encoder.encode(texts), dtype=np.float32) - self.centre)
 
     def novelty(self, centres: np.ndarray) -> np.ndarray:
-        """Per topic centre (unit rows): 1 - its cosine to the closest reference vector, in [0, 2]."""
-        if len(self.reference) == 0 or len(centres) == 0:
-            return np.ones(len(centres), dtype=np.float32)
-        return (1.0 - (_unit(centres) @ self.reference.T).max(axis=1)).astype(np.float32)
+        """Per topic centre: (1 - cosine to the closest question) x (1 - cosine to the closest answer) ** 0.5."""
+        centres = _unit(centres)
+        novelty = _distance(centres, self.reference) * _distance(centres, self.answers) ** self.answer_weight
+        return novelty.astype(np.float32)
 
 
 def topic_space(
@@ -75,16 +86,20 @@ def topic_space(
     if kind is TopicEncoder.INDEX:
         stored = index.stored_vectors()
         if stored is not None and len(stored):
-            centre = stored.mean(axis=0).astype(np.float32)
-            return TopicSpace(index.encoder, centre, _unit(stored - centre), kind)
+            answer_rows = np.array([f == ANSWER for f in index.store.row_field], dtype=bool)
+            questions = stored[~answer_rows] if (~answer_rows).any() else stored
+            centre = questions.mean(axis=0).astype(np.float32)
+            reference, stored_answers = _unit(questions - centre), _unit(stored[answer_rows] - centre)
+            return TopicSpace(index.encoder, centre, reference, kind, stored_answers)
         encoder = index.encoder
     else:
         encoder = encoder or sentence_encoder(index)
-    texts = reference_texts(index)
-    vectors = np.asarray(encoder.encode(texts), dtype=np.float32) if texts else np.zeros((0, 1), np.float32)
+    vectors = _encoded(encoder, reference_texts(index))
     centre = vectors.mean(axis=0) if len(vectors) else np.zeros(1, np.float32)
     reference = _unit(vectors - centre) if len(vectors) else vectors
-    return TopicSpace(encoder, centre.astype(np.float32), reference, kind)
+    answer_vectors = _encoded(encoder, answer_texts(index))
+    answers = _unit(answer_vectors - centre) if len(answer_vectors) and len(vectors) else None
+    return TopicSpace(encoder, centre.astype(np.float32), reference, kind, answers)
 
 
 def sentence_settings(index: FaqIndex) -> EncoderSettings:
@@ -110,15 +125,31 @@ def sentence_encoder(index: FaqIndex) -> Encoder:
 
 def reference_texts(index: FaqIndex, limit: int = FAQ_TEXT_LIMIT) -> list[str]:
     """The FAQ's distinct questions (an entry without one: its answer), an even sample of ``limit`` beyond it."""
-    seen: dict[str, None] = {}
-    for entry in index.entries:
-        for text in entry.questions or (entry.answer,):
-            seen.setdefault(" ".join(text.split()), None)
-    texts = [t for t in seen if t]
-    if len(texts) > limit:
-        step = len(texts) / limit
-        texts = [texts[int(i * step)] for i in range(limit)]
-    return texts
+    return _distinct((text for entry in index.entries for text in entry.questions or (entry.answer,)), limit)
+
+
+def answer_texts(index: FaqIndex, limit: int = FAQ_TEXT_LIMIT) -> list[str]:
+    """The FAQ's distinct answers, an even sample of ``limit`` beyond it."""
+    return _distinct((entry.answer for entry in index.entries), limit)
+
+
+def _distinct(texts: Iterable[str], limit: int) -> list[str]:
+    seen = [t for t in dict.fromkeys(" ".join(text.split()) for text in texts) if t]
+    if len(seen) > limit:
+        step = len(seen) / limit
+        seen = [seen[int(i * step)] for i in range(limit)]
+    return seen
+
+
+def _encoded(encoder: Encoder, texts: list[str]) -> np.ndarray:
+    return np.asarray(encoder.encode(texts), dtype=np.float32) if texts else np.zeros((0, 1), np.float32)
+
+
+def _distance(centres: np.ndarray, reference: np.ndarray | None) -> np.ndarray:
+    """Per unit row of ``centres``: 1 - its cosine to the closest row of ``reference`` (1 when there is none)."""
+    if reference is None or len(reference) == 0 or len(centres) == 0:
+        return np.ones(len(centres), dtype=np.float32)
+    return np.maximum(1.0 - (centres @ reference.T).max(axis=1), 0.0)
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:

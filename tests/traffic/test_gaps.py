@@ -142,6 +142,45 @@ def test_novelty_puts_a_topic_the_faq_lacks_above_one_it_answers_weakly() -> Non
     assert [c.representatives[0].split()[0] for c in plain.clusters] == ["near", "new"]  # equal volume: first asked
 
 
+def test_novelty_is_the_distance_to_the_closest_question_times_the_root_of_that_to_the_closest_answer() -> None:
+    """A topic beside what an FAQ answer talks about (though far from every FAQ question) is not new."""
+    from faq_search.traffic.gaps import gaps_report
+    from faq_search.traffic.topics import TopicSpace
+
+    class Axes:  # the FAQ's question along x, its answer along y; "told ..." questions along y, "new ..." along z
+        dimension = 3
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            return np.array([[0.0, 1.0, 0.01 * i] if t.startswith("told") else [0.01 * i, 0.0, 1.0] for i, t in
+                             enumerate(texts)])  # fmt: skip
+
+    space = TopicSpace(
+        Axes(), np.zeros(3, np.float32), np.array([[1.0, 0.0, 0.0]], np.float32),  # type: ignore[arg-type]
+        answers=np.array([[0.0, 1.0, 0.0]], np.float32),
+    )  # fmt: skip
+    between = np.array([[0.5, 0.5, np.sqrt(0.5)]], np.float32)  # cosine 0.5 to both
+    assert space.novelty(between)[0] == pytest.approx(0.5 * np.sqrt(0.5), abs=1e-6)
+    assert space.novelty(np.array([[0.0, 0.0, 1.0]], np.float32))[0] == pytest.approx(1.0)
+    assert TopicSpace(Axes(), np.zeros(3), np.array([[1.0, 0, 0]])).novelty(between)[0] == pytest.approx(0.5)  # type: ignore[arg-type]
+    records = [logged(f"told {i}", 0.2) for i in range(5)] + [logged(f"new {i}", 0.2) for i in range(3)]
+    report = gaps_report(records, [], _NoMatches(), space=space, similarity=0.9, min_score=0.5)  # type: ignore[arg-type]
+    assert [(c.representatives[0].split()[0], c.volume) for c in report.clusters] == [("new", 3), ("told", 5)]
+    assert report.clusters[0].novelty > 0.9 and report.clusters[1].novelty < 0.02
+
+
+def test_the_index_topic_space_reads_the_stored_question_and_answer_rows_apart(sample_index: FaqIndex) -> None:
+    from faq_search.index.rows import ANSWER
+    from faq_search.traffic.topics import topic_space
+
+    space = topic_space(sample_index, TopicEncoder.INDEX)
+    fields = list(sample_index.store.row_field)
+    assert space.answers is not None
+    assert len(space.answers) == fields.count(ANSWER) and len(space.reference) == len(fields) - fields.count(ANSWER)
+    assert len(space.reference) > 0
+    answer = space.answers[:1]  # an FAQ answer itself: at distance 0 from the closest answer
+    assert space.novelty(answer)[0] == pytest.approx(0.0, abs=1e-5)
+
+
 def test_gaps_errors_are_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["gaps", str(tmp_path / "missing.db"), "--index", str(tmp_path)])
     assert result.exit_code == 2 and "no question log there" in result.output
