@@ -100,7 +100,7 @@ def gaps(
         similarity=DEFAULT_SIMILARITY if similarity is None else similarity, method=method, clusters=clusters,
         top=top, ranking=rank, encoder=encoder,
     )  # fmt: skip
-    report = find_gaps(existing_log(log), FaqIndex.load(index_dir), options, since=since_s)
+    report = find_gaps(existing_log(log), FaqIndex.load(index_dir), options, since=since_s, progress=True)
     if csv_out is not None:
         write_csv(report, csv_out)
     if as_json:

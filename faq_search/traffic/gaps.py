@@ -156,6 +156,7 @@ def find_gaps(
     space: TopicSpace | None = None,
     limit: int | None = None,
     index_name: str | None = None,
+    progress: bool = False,
     **changes: Any,
 ) -> GapsReport:
     """``faq-search gaps``: the gap questions of a log, clustered and ranked (see the module docstring).
@@ -164,7 +165,8 @@ def find_gaps(
     form. ``space``: a :class:`TopicSpace` already built for ``index`` (the
     server keeps one per index generation), else one is built with
     ``options.encoder``. ``limit`` reads only the newest questions;
-    ``index_name`` only those logged for that index.
+    ``index_name`` only those logged for that index. ``progress``: a bar on a
+    terminal while a sentence encoder loaded here embeds the FAQ.
     """
     options = (options or GapsOptions()).revised(**changes)
     if not 0.0 < options.similarity <= 1.0:
@@ -177,7 +179,7 @@ def find_gaps(
         if opened is not log:
             opened.close()
     if space is None and records and options.top != 0:
-        space = topic_space(index, options.encoder)
+        space = topic_space(index, options.encoder, progress=progress)
     return gaps_report(records, feedback, index, options, space=space)
 
 

@@ -75,12 +75,17 @@ class TopicSpace:
 
 
 def topic_space(
-    index: FaqIndex, kind: TopicEncoder = TopicEncoder.SENTENCE, encoder: Encoder | None = None
+    index: FaqIndex,
+    kind: TopicEncoder = TopicEncoder.SENTENCE,
+    encoder: Encoder | None = None,
+    *,
+    progress: bool = False,
 ) -> TopicSpace:
     """The space gap questions of ``index``'s traffic are grouped in (see the module docstring).
 
     ``encoder``: for ``sentence``, one already loaded with :func:`sentence_settings` of this index (a server
-    shares it between indexes of the same model), else it is loaded here.
+    shares it between indexes of the same model), else it is loaded here (``progress``: with a bar on a
+    terminal while it encodes the FAQ's questions and answers).
     """
     kind = TopicEncoder(kind)
     if kind is TopicEncoder.INDEX:
@@ -93,7 +98,7 @@ def topic_space(
             return TopicSpace(index.encoder, centre, reference, kind, stored_answers)
         encoder = index.encoder
     else:
-        encoder = encoder or sentence_encoder(index)
+        encoder = encoder or sentence_encoder(index, progress=progress)
     vectors = _encoded(encoder, reference_texts(index))
     centre = vectors.mean(axis=0) if len(vectors) else np.zeros(1, np.float32)
     reference = _unit(vectors - centre) if len(vectors) else vectors
@@ -113,12 +118,12 @@ def sentence_settings(index: FaqIndex) -> EncoderSettings:
     return dataclasses.replace(settings, layer="-1", pooling=Pooling.MEAN)
 
 
-def sentence_encoder(index: FaqIndex) -> Encoder:
-    """The encoder of :func:`sentence_settings`, loaded now."""
+def sentence_encoder(index: FaqIndex, *, progress: bool = False) -> Encoder:
+    """The encoder of :func:`sentence_settings`, loaded now (``progress``: a bar on a terminal while it encodes)."""
     from faq_search.encoding.encoder import BertEncoder
 
     try:
-        return BertEncoder(sentence_settings(index))
+        return BertEncoder(sentence_settings(index), progress=progress)
     except FaqSearchError as exc:
         raise InputError(f"the sentence encoder for gaps cannot load ({exc}); pass --encoder index") from None
 

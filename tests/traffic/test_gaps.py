@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -99,11 +100,15 @@ def test_planted_topics_come_first_with_their_closest_entry(planted_log: Path, s
 
 @pytest.mark.model
 def test_gaps_command_prints_json_and_writes_csv(tmp_path: Path, planted_log: Path, sample_bundle: Path) -> None:
+    from faq_search.traffic import gaps, topics
+
     out = tmp_path / "gaps.csv"
-    result = CliRunner().invoke(
-        cli, ["gaps", str(planted_log), "--index", str(sample_bundle), "--json", "--csv", str(out), "--top", "3"]
-    )
+    with mock.patch.object(gaps, "topic_space", wraps=topics.topic_space) as built:
+        result = CliRunner().invoke(
+            cli, ["gaps", str(planted_log), "--index", str(sample_bundle), "--json", "--csv", str(out), "--top", "3"]
+        )
     assert result.exit_code == 0, result.output
+    assert built.call_args.kwargs == {"progress": True}  # a bar while the FAQ is embedded (on a terminal only)
     data = json.loads(result.output)
     assert len(data["clusters"]) == 3 and data["clusters"][0]["closest"]["id"]
     assert set(RENTALS[:4]) == set(data["clusters"][0]["questions"])
