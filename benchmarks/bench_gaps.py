@@ -20,9 +20,10 @@ per gap definition ``--gap weight@review`` (``askings@0.9``: the default of
 only; ``expected@0.9``: ``--weight expected``), topic encoder, clustering
 and ranking, and per ``--answer-weight`` (how much the distance to the
 closest FAQ answer counts in novelty: 0.5 is the default of ``faq-search
-gaps``, 0 the previous rule, questions only). ``--workdir DIR`` keeps each set's index and log and re-uses
-them on the next run with the same seed, so definitions can be compared on
-one replayed log without indexing and replaying again.
+gaps``, 0 the previous rule, questions only). ``--workdir DIR`` keeps each
+set's index and log and re-uses them on the next run with the same seed, so
+definitions can be compared on one replayed log without indexing and
+replaying again.
 
 Overhead: the same index served with and without ``--log``, ``--repeat``
 alternating runs of ``--requests`` ``POST /ask`` from ``--clients``
@@ -31,9 +32,9 @@ load average is printed beside every run).
 
     python benchmarks/bench_gaps.py                           # both sets, then the overhead
     python benchmarks/bench_gaps.py --sets stackfaq:10 --no-overhead --similarity 0.7 0.75 0.8
-    python benchmarks/bench_gaps.py --no-overhead --workdir /tmp/gaps --encoder sentence --ranking novelty \
-        --no-kmeans --gap askings@0.9 askings@none expected@0.9   # docs/gaps.md; again: reuses the logs
-    python benchmarks/bench_gaps.py --no-gaps --repeat 5 --json out.json
+    python benchmarks/bench_gaps.py --no-overhead --no-kmeans --seed 0 --encoder sentence --ranking novelty \
+        --answer-weight 0.5 0 1 --workdir /tmp/gaps   # docs/gaps.md (seeds 0-5); again: reuses the logs
+    python benchmarks/bench_gaps.py --no-gaps --repeat 6 --requests 2000   # docs/gaps.md, the overhead
 
 Only 127.0.0.1 is contacted; the shared data is read from ``--data`` and
 copied only into a temporary directory.

@@ -24,8 +24,8 @@ them, by its question or by what its answer talks about; a topic the FAQ
 lacks sits away from both. The answer's distance counts half (the square
 root): an answer is long and covers more than its question asks, so being
 near one is weaker evidence than being near a question (measured in
-benchmarks/bench_gaps.py and docs/gaps.md: the question alone and the full
-product each cover fewer missing entries). The reference texts are capped
+benchmarks/bench_gaps.py, docs/gaps.md: the question alone covers fewer
+missing entries; the full product more on some draws, fewer on others). The reference texts are capped
 (:data:`FAQ_TEXT_LIMIT` questions and as many answers, an even sample
 beyond it) so a huge FAQ does not make the report encode all of it.
 """
@@ -68,7 +68,7 @@ class TopicSpace:
         return _unit(np.asarray(self.encoder.encode(texts), dtype=np.float32) - self.centre)
 
     def novelty(self, centres: np.ndarray) -> np.ndarray:
-        """Per topic centre: (1 - cosine to the closest question) x (1 - cosine to the closest answer) ** 0.5."""
+        """Per topic centre: (1 - cosine to the closest question) x (1 - cosine to the closest answer) ** weight."""
         centres = _unit(centres)
         novelty = _distance(centres, self.reference) * _distance(centres, self.answers) ** self.answer_weight
         return novelty.astype(np.float32)
