@@ -18,11 +18,8 @@ What it measures, on this machine, as far as a shared two-core box allows in min
    question texts for BM25.
 3. ``--ray-entries`` (default 2,000) real entries indexed with the real model locally and
    on a local Ray (2 CPUs): the ratio is Ray's overhead on one machine (start-up shown apart).
-4. ``--store-rows`` (default 0: skipped) synthetic vectors in an ``ivfpq`` store alone, built
-   from streamed chunks in a fresh process (10M float32 vectors would be 15 GB): build time,
-   peak and final resident memory, index bytes, search p50/p99 and recall@10 against exact
-   search (computed chunk by chunk while the rows are added), for ``k=10`` and for the 100-row
-   search ``ask`` makes with BM25 fusion, and a table of other nprobe and refine factors.
+4. ``--store-rows`` (default 0: skipped): benchmarks/bench_store.py's run, an ``ivfpq``
+   store alone of that many synthetic vectors, streamed in chunks (see there).
 
     python benchmarks/bench_scale.py                      # 1M entries, about 15 minutes here
     python benchmarks/bench_scale.py --entries 200000 --ray-entries 0
@@ -41,16 +38,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from bench_ann import ALPHA, COMMON, NOISE, PER_CLUSTER, RANK, SPREAD, clustered_vectors
+from bench_ann import clustered_vectors
+from bench_store import resident_mb, store_section
 from shared_data import add_data_option, require_sets
 
 from faq_search.corpus import FaqEntry, read_faq
 from faq_search.encoding.settings import EncoderIdentity, EncoderSettings
-from faq_search.index.confidence import POOL
 from faq_search.index.faq_index import FaqIndex
 from faq_search.index.lexical import HybridSettings
 from faq_search.index.manifest import IndexManifest
@@ -142,11 +138,11 @@ def child_load(path: str) -> None:
     index = FaqIndex.load(path)
     _ = index.entries[0]
     loaded = time.perf_counter() - started
-    rss = _status("VmRSS")
+    rss = resident_mb("VmRSS")
     started = time.perf_counter()
     index.ask("how do I reset my password", k=10)
     first = time.perf_counter() - started
-    print(json.dumps({"load_s": loaded, "rss_mb": rss, "first_ask_s": first, "rss_after_ask_mb": _status("VmRSS")}))
+    print(json.dumps({"load_s": loaded, "rss_mb": rss, "first_ask_s": first, "rss_after_ask_mb": resident_mb("VmRSS")}))
 
 
 def hash_seconds(path: Path) -> float:
@@ -160,13 +156,6 @@ def hash_seconds(path: Path) -> float:
             while chunk := handle.read(1 << 24):
                 digest.update(chunk)
     return time.perf_counter() - started
-
-
-def _status(key: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def measure_load(path: Path) -> dict[str, float]:
@@ -333,175 +322,6 @@ def ray_section(data: Path, count: int, work: Path, texts: str = "answers", roun
     print(f"  overhead {100 * (on_ray / local - 1):+.0f}% (start-up excluded); bundles equal file by file: {same}")
 
 
-STORE_QUERIES, RECALL_QUERIES = 200, 100
-
-
-def clustered_chunks(n: int, dim: int = 384, seed: int = 0) -> Iterator[tuple[int, np.ndarray]]:
-    """bench_ann's ``clustered_vectors(n)`` as (start, 100,000-row chunk) pairs, never all rows at once.
-
-    The same random stream; cluster centres are kept in the 96-d subspace and projected per chunk
-    (384 MB instead of 1.5 GB at 10M rows), so values equal ``clustered_vectors`` up to float
-    rounding (1e-7). A second pass regenerates the same chunks.
-    """
-    rng = np.random.default_rng(seed)
-    common = rng.standard_normal(dim).astype(np.float32)
-    common /= np.linalg.norm(common)
-    basis = np.linalg.qr(rng.standard_normal((dim, RANK)))[0].T.astype(np.float32)
-    scales = np.arange(1, RANK + 1, dtype=np.float32) ** -ALPHA
-    scales /= np.sqrt((scales**2).sum())
-    clusters = max(1, n // PER_CLUSTER)
-    centres = rng.standard_normal((clusters, RANK), dtype=np.float32) * scales
-    weights = 1.0 / np.arange(1, clusters + 1) ** 0.5
-    labels = rng.choice(clusters, size=n, p=weights / weights.sum())
-    for start in range(0, n, 100_000):
-        stop = min(n, start + 100_000)
-        local = rng.standard_normal((stop - start, RANK), dtype=np.float32) * scales * SPREAD
-        noise = rng.standard_normal((stop - start, dim), dtype=np.float32)
-        noise *= NOISE / np.sqrt(dim)
-        local += centres[labels[start:stop]]
-        block = local @ basis  # in place from here: a chunk's temporaries stay a few hundred MB
-        block += COMMON * common
-        block += noise
-        del noise
-        block /= np.sqrt(np.einsum("ij,ij->i", block, block))[:, None]
-        yield start, block
-        del block, local
-
-
-def child_store(rows: int) -> None:
-    """In a fresh process: an ivfpq store of ``rows`` streamed vectors, built and searched (JSON lines)."""
-    import faiss
-
-    from faq_search.index.store import AnnSettings, add_chunks, train_ivfpq, train_positions
-
-    settings = AnnSettings()
-    total, generating = rows + STORE_QUERIES, 0.0
-    positions = train_positions(rows, settings)
-    picked, fresh = [], []
-    started = time.perf_counter()
-    for start, block in clustered_chunks(total):  # pass 1: the training sample and the queries
-        inside = positions[(positions >= start) & (positions < start + len(block))]
-        picked.append(block[inside - start])
-        if start + len(block) > rows:
-            fresh.append(block[max(0, rows - start) :].copy())  # a copy: a view would keep the chunk alive
-    generating += time.perf_counter() - started
-    queries = np.concatenate(fresh)
-    base_mb = _status("VmRSS")
-    started = time.perf_counter()
-    index = train_ivfpq(np.concatenate(picked), rows, settings)
-    del picked
-    train_s = time.perf_counter() - started
-    probe = queries[:RECALL_QUERIES]
-    best = np.full((len(probe), 10), -np.inf, dtype=np.float32)
-    best_rows = np.zeros((len(probe), 10), dtype=np.int64)
-    add_s = exact_s = 0.0
-    chunks = clustered_chunks(total)
-    while True:  # pass 2: add each chunk, and keep the exact top 10 of the recall queries
-        started = time.perf_counter()
-        start, block = next(chunks, (total, np.zeros((0, 1), dtype=np.float32)))
-        generating += time.perf_counter() - started
-        block = block[: max(0, rows - start)]
-        if not len(block):
-            break
-        started = time.perf_counter()
-        add_chunks(index, [block])
-        add_s += time.perf_counter() - started
-        started = time.perf_counter()
-        scores = np.concatenate([best, probe @ block.T], axis=1)
-        ids = np.concatenate([best_rows, np.arange(start, start + len(block))[None].repeat(len(probe), 0)], axis=1)
-        top = np.argpartition(-scores, 9, axis=1)[:, :10]
-        best, best_rows = np.take_along_axis(scores, top, 1), np.take_along_axis(ids, top, 1)
-        exact_s += time.perf_counter() - started
-    del chunks, block
-    store = VectorStore(index, np.arange(rows), ["answer"] * rows)
-    final_mb, peak_mb = _status("VmRSS"), _status("VmHWM")
-    hits = store.search(probe, 10)
-    recall = float(
-        np.mean([len({h.row for h in f} & set(t.tolist())) / 10 for f, t in zip(hits, best_rows, strict=True)])
-    )
-    timings = []
-    for query in queries:
-        begun = time.perf_counter()
-        store.search(query[None], 10)
-        timings.append((time.perf_counter() - begun) * 1000)
-    pool = [h.row for f in store.search(probe, POOL)[: len(probe)] for h in f[:10]]  # as ask searches with fusion
-    pool_recall = float(
-        np.mean([len(set(pool[10 * i : 10 * i + 10]) & set(t.tolist())) / 10 for i, t in enumerate(best_rows)])
-    )
-    pool_times = []
-    for query in queries:
-        begun = time.perf_counter()
-        store.search(query[None], POOL)
-        pool_times.append((time.perf_counter() - begun) * 1000)
-    size = 0
-
-    def count(chunk: bytes) -> int:
-        nonlocal size
-        size += len(chunk)
-        return len(chunk)
-
-    faiss.write_index(index, faiss.PyCallbackIOWriter(count))  # type: ignore[attr-defined]
-    coarse, refine = faiss.extract_index_ivf(index), faiss.downcast_index(index)
-    built, sweep = (coarse.nprobe, refine.k_factor), []
-    lists = coarse.nlist
-    for cells in sorted({max(1, lists // 24), max(1, lists // 12), max(1, lists // 8), max(1, lists // 6), built[0]}):
-        for factor in (16, 32, 64, 128):  # what the store would give with other search settings (set on the index)
-            coarse.nprobe, refine.k_factor = cells, factor
-            found = store.search(probe, 10)
-            hit = float(
-                np.mean([len({h.row for h in f} & set(t.tolist())) / 10 for f, t in zip(found, best_rows, strict=True)])
-            )
-            times = []
-            for query in queries:
-                begun = time.perf_counter()
-                store.search(query[None], 10)
-                times.append((time.perf_counter() - begun) * 1000)
-            sweep.append([cells, factor, hit, statistics.median(times), float(np.percentile(times, 99))])
-    coarse.nprobe, refine.k_factor = built
-    result = {
-        "rows": rows, "generate_s": generating, "train_s": train_s, "train_rows": len(positions), "add_s": add_s,
-        "exact_s": exact_s, "base_mb": base_mb, "peak_mb": peak_mb, "final_mb": final_mb, "index_mb": size / 2**20,
-        "p50_ms": statistics.median(timings), "p99_ms": float(np.percentile(timings, 99)), "recall": recall,
-        "nlist": coarse.nlist, "nprobe": coarse.nprobe, "k_factor": faiss.downcast_index(index).k_factor,
-        "threads": faiss.omp_get_max_threads(), "sweep": sweep, "pool_recall": pool_recall,
-        "pool_p50_ms": statistics.median(pool_times), "pool_p99_ms": float(np.percentile(pool_times, 99)),
-    }  # fmt: skip
-    print(json.dumps(result))
-
-
-def store_section(rows: int) -> None:
-    """``--store-rows``: the ivfpq store alone at ``rows`` vectors, in a child process (its memory is the store's)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    command = [sys.executable, __file__, "--child-store", str(rows)]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
-    r = json.loads(done.stdout.strip().splitlines()[-1])
-    print(f"\nivfpq store alone, {rows:,} synthetic vectors (384-d), streamed in 100,000-row chunks, fresh process:")
-    print(
-        f"  build {r['train_s'] + r['add_s']:.0f} s (train on {r['train_rows']:,} rows {r['train_s']:.0f} s, "
-        f"add {r['add_s']:.0f} s); generating the vectors twice {r['generate_s']:.0f} s and exact top-10 "
-        f"{r['exact_s']:.0f} s apart"
-    )
-    print(
-        f"  resident: {r['base_mb']:.0f} MB before training (interpreter, generator, queries), peak "
-        f"{r['peak_mb']:.0f} MB, final {r['final_mb']:.0f} MB; index {r['index_mb']:.0f} MB in FAISS's format"
-    )
-    print(
-        f"  search (VectorStore.search, one query at a time, k=10, {STORE_QUERIES} fresh queries, nlist "
-        f"{r['nlist']}, nprobe {r['nprobe']}, refine x{r['k_factor']:.0f}, {r['threads']} threads): "
-        f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
-    )
-    print(f"  recall@10 against exact search, {RECALL_QUERIES} queries: {r['recall']:.3f}")
-    print(
-        f"  the {POOL}-row search ask makes with BM25 fusion (its dense pool): p50 {r['pool_p50_ms']:.1f} ms, "
-        f"p99 {r['pool_p99_ms']:.1f} ms; recall@10 of its first 10 rows {r['pool_recall']:.3f}"
-    )
-    print(f"  other search settings of the same store (* = its defaults), recall@10 of {RECALL_QUERIES} queries:")
-    print(f"  {'nprobe':>7} {'refine':>6} {'recall@10':>9} {'p50 ms':>7} {'p99 ms':>7}")
-    for cells, factor, recall, p50, p99 in r["sweep"]:
-        mark = "*" if (cells, factor) == (r["nprobe"], r["k_factor"]) else " "
-        print(f"  {cells:>6}{mark} {factor:>6} {recall:>9.3f} {p50:>7.1f} {p99:>7.1f}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=1_000_000)
@@ -517,15 +337,11 @@ def main() -> None:
     )
     parser.add_argument("--store-rows", type=int, default=0, help="vectors in the ivfpq-store-alone run; 0 to skip")
     parser.add_argument("--child-load", help=argparse.SUPPRESS)
-    parser.add_argument("--child-store", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--hash-only", type=Path, help="print how long checking a bundle's checksums takes, and exit")
     add_data_option(parser)
     args = parser.parse_args()
     if args.child_load:
         child_load(args.child_load)
-        return
-    if args.child_store:
-        child_store(args.child_store)
         return
     if args.hash_only:
         hash_seconds(args.hash_only)  # once to warm the page cache, as a load right after a write finds it
