@@ -127,23 +127,13 @@ def test_novelty_puts_a_topic_the_faq_lacks_above_one_it_answers_weakly() -> Non
     from faq_search.traffic.gaps import gaps_report
     from faq_search.traffic.topics import TopicSpace
 
-    class Axes:  # "near ..." questions point along x (where the FAQ's question is), "new ..." along y
-        dimension = 2
-
-        def encode(self, texts: list[str]) -> np.ndarray:
-            return np.array([[1.0, 0.05 * i] if t.startswith("near") else [0.05 * i, 1.0] for i, t in enumerate(texts)])
-
-    class Index:
-        def ask_batch(self, questions: list[str], k: int, min_score: float) -> list[list[object]]:
-            return [[] for _ in questions]
-
-    space = TopicSpace(Axes(), np.zeros(2, np.float32), np.array([[1.0, 0.0]], np.float32))  # type: ignore[arg-type]
+    space = TopicSpace(_Axes(), np.zeros(2, np.float32), np.array([[1.0, 0.0]], np.float32))  # type: ignore[arg-type]
     records = [logged(f"near {i}", 0.2) for i in range(3)] + [logged(f"new {i}", 0.2) for i in range(3)]
     args = {"space": space, "similarity": 0.9, "min_score": 0.5}
-    novel = gaps_report(records, [], Index(), **args)  # type: ignore[arg-type]
+    novel = gaps_report(records, [], _NoMatches(), **args)  # type: ignore[arg-type]
     assert [c.representatives[0].split()[0] for c in novel.clusters] == ["new", "near"]
     assert novel.clusters[0].novelty > 0.7 > 0.1 > novel.clusters[1].novelty
-    plain = gaps_report(records, [], Index(), ranking=Ranking.VOLUME, **args)  # type: ignore[arg-type]
+    plain = gaps_report(records, [], _NoMatches(), ranking=Ranking.VOLUME, **args)  # type: ignore[arg-type]
     assert [c.representatives[0].split()[0] for c in plain.clusters] == ["near", "new"]  # equal volume: first asked
 
 
