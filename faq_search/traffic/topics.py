@@ -99,10 +99,11 @@ def topic_space(
         encoder = index.encoder
     else:
         encoder = encoder or sentence_encoder(index, progress=progress)
-    vectors = _encoded(encoder, reference_texts(index))
+    questions = reference_texts(index)
+    vectors = _encoded(encoder, questions)
     centre = vectors.mean(axis=0) if len(vectors) else np.zeros(1, np.float32)
     reference = _unit(vectors - centre) if len(vectors) else vectors
-    answer_vectors = _encoded(encoder, answer_texts(index))
+    answer_vectors = _encoded_once(encoder, answer_texts(index), dict(zip(questions, vectors, strict=True)))
     answers = _unit(answer_vectors - centre) if len(answer_vectors) and len(vectors) else None
     return TopicSpace(encoder, centre.astype(np.float32), reference, kind, answers)
 
@@ -148,6 +149,14 @@ def _distinct(texts: Iterable[str], limit: int) -> list[str]:
 
 def _encoded(encoder: Encoder, texts: list[str]) -> np.ndarray:
     return np.asarray(encoder.encode(texts), dtype=np.float32) if texts else np.zeros((0, 1), np.float32)
+
+
+def _encoded_once(encoder: Encoder, texts: list[str], known: dict[str, np.ndarray]) -> np.ndarray:
+    """:func:`_encoded`, taking the vectors of texts already encoded (an entry without questions stands for its
+    answer among the questions too) from ``known``."""
+    fresh = [t for t in texts if t not in known]
+    known = {**known, **dict(zip(fresh, _encoded(encoder, fresh), strict=True))}
+    return np.stack([known[t] for t in texts]) if texts else np.zeros((0, 1), np.float32)
 
 
 def _distance(centres: np.ndarray, reference: np.ndarray | None) -> np.ndarray:

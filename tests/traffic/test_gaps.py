@@ -163,6 +163,29 @@ def test_novelty_is_the_distance_to_the_closest_question_times_the_root_of_that_
     assert report.clusters[0].novelty > 0.9 and report.clusters[1].novelty < 0.02
 
 
+def test_the_topic_space_encodes_a_text_that_is_both_a_question_and_an_answer_once() -> None:
+    """An entry without questions stands for its answer among the questions: that answer is encoded once."""
+    from types import SimpleNamespace
+
+    from faq_search.corpus import FaqEntry
+    from faq_search.traffic.topics import topic_space
+
+    seen: list[str] = []
+
+    class Counting:
+        dimension = 3
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            seen.extend(texts)
+            return np.array([[1.0, len(t), 0.5] for t in texts], dtype=np.float32)
+
+    entries = [FaqEntry("a", "Refunds take five days."), FaqEntry("b", "Ships in a week.", ("When does it ship?",))]
+    space = topic_space(SimpleNamespace(entries=entries), TopicEncoder.SENTENCE, Counting())  # type: ignore[arg-type]
+    assert sorted(seen) == ["Refunds take five days.", "Ships in a week.", "When does it ship?"]
+    assert len(space.reference) == 2 and space.answers is not None and len(space.answers) == 2
+    assert np.allclose(space.reference[0], space.answers[0])  # the same text, the same vector
+
+
 def test_the_index_topic_space_reads_the_stored_question_and_answer_rows_apart(sample_index: FaqIndex) -> None:
     from faq_search.index.rows import ANSWER
     from faq_search.traffic.topics import topic_space
