@@ -21,14 +21,17 @@ draws from the same generator (new texts on known topics), not stored rows.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from shared_data import add_data_option, require_sets
+
+if TYPE_CHECKING:
+    from faq_search.index.store import VectorStore
 
 # Generator parameters (see the module docstring and --calibrate).
 COMMON, RANK, ALPHA, SPREAD, NOISE, PER_CLUSTER = 1.1, 96, 0.63, 0.42, 0.35, 10
@@ -124,9 +127,27 @@ def calibrate(shared: Path) -> None:
     print(f"synthetic (3,262 vectors):                {describe(clustered_vectors(3262))}")
 
 
-def resident_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def resident_mb(key: str = "VmRSS") -> float:
+    """A line of /proc/self/status in MB: ``VmRSS`` (resident now) or ``VmHWM`` (its peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def recall_at_10(found: list[list[int]], truth: np.ndarray) -> float:
+    """The mean share of each query's exact top 10 (``truth`` rows) among the rows it found."""
+    return float(np.mean([len(set(f) & set(t.tolist())) / 10 for f, t in zip(found, truth, strict=True)]))
+
+
+def search_ms(store: VectorStore, queries: np.ndarray, k: int) -> list[float]:
+    """Milliseconds of ``store.search`` per query, one query at a time (as ``ask`` searches)."""
+    timings = []
+    for query in queries:
+        begun = time.perf_counter()
+        store.search(query[None], k)
+        timings.append((time.perf_counter() - begun) * 1000)
+    return timings
 
 
 def main() -> None:
@@ -174,22 +195,15 @@ def main() -> None:
     header = f"{'type':<6} {'build s':>8} {'size MB':>8} {'RSS +MB':>8} {'recall@10':>10} {'p50 ms':>8} {'p99 ms':>8}"
     print(f"{header}  settings")
     for index_type in args.types:
-        before = resident_bytes()
+        before = resident_mb()
         started = time.perf_counter()
         store = VectorStore.build(vectors, rows, fields, index_type)
         build_seconds = time.perf_counter() - started
-        memory = (resident_bytes() - before) / 2**20
+        memory = resident_mb() - before
         size = faiss.serialize_index(store.index).size / 2**20
-        hits = store.search(queries, 10)
-        recall = float(
-            np.mean([len({h.row for h in found} & set(t.tolist())) / 10 for found, t in zip(hits, truth, strict=True)])
-        )
+        recall = recall_at_10([[h.row for h in found] for found in store.search(queries, 10)], truth)
         count = args.flat_latency_queries if index_type == "flat" else args.queries
-        timings = []
-        for query in queries[:count]:
-            begun = time.perf_counter()
-            store.search(query[None], 10)
-            timings.append((time.perf_counter() - begun) * 1000)
+        timings = search_ms(store, queries[:count], 10)
         inner = faiss.downcast_index(store.index)
         if index_type == "hnsw":
             settings = f"M={inner.hnsw.nb_neighbors(1)} efConstruction={inner.hnsw.efConstruction} "

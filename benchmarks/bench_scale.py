@@ -41,8 +41,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_ann import clustered_vectors
-from bench_store import resident_mb, store_section
+from bench_ann import clustered_vectors, resident_mb
+from bench_store import store_section
 from shared_data import add_data_option, require_sets
 
 from faq_search.corpus import FaqEntry, read_faq

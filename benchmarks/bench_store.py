@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_ann import clustered_chunks
+from bench_ann import clustered_chunks, recall_at_10, resident_mb, search_ms
 
 from faq_search.index.confidence import POOL
 from faq_search.index.store import VectorStore
@@ -32,30 +32,7 @@ from faq_search.index.store import VectorStore
 REPO = Path(__file__).resolve().parent.parent
 
 
-def resident_mb(key: str = "VmRSS") -> float:
-    """A line of /proc/self/status in MB: ``VmRSS`` (resident now) or ``VmHWM`` (its peak)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 STORE_QUERIES, RECALL_QUERIES = 200, 100
-
-
-def recall_at_10(found: list[list[int]], truth: np.ndarray) -> float:
-    """The mean share of each query's exact top 10 (``truth`` rows) among the rows it found."""
-    return float(np.mean([len(set(f) & set(t.tolist())) / 10 for f, t in zip(found, truth, strict=True)]))
-
-
-def search_ms(store: VectorStore, queries: np.ndarray, k: int) -> list[float]:
-    """Milliseconds of ``store.search`` per query, one query at a time."""
-    timings = []
-    for query in queries:
-        begun = time.perf_counter()
-        store.search(query[None], k)
-        timings.append((time.perf_counter() - begun) * 1000)
-    return timings
 
 
 def child_store(rows: int) -> None:
